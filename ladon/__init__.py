@@ -1,0 +1,24 @@
+"""Ladon: multi-task supervised compression for split computing (Matsubara, Mendula, Levorato, WACV 2025).
+
+The robot runs ``model.encoder.encode(images) -> [Packet]``; the edge server runs
+``model.server.infer(packets, tasks) -> [Result]``. This package is ROS-free.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import errors  # noqa: E402
+from .checkpoints import load_authors_checkpoints  # noqa: E402
+from .encoder import LadonEncoder  # noqa: E402
+from .model import LadonConfig, LadonModel, build_model, load_encoder, load_model  # noqa: E402
+from .packet import Packet  # noqa: E402
+from .preprocess import Geometry, PreprocessConfig, to_rgb8  # noqa: E402
+from .results import Classification, Detections, Result, Segmentation  # noqa: E402
+from .server import TASKS, LadonServer  # noqa: E402
+
+__all__ = [
+    "TASKS", "Classification", "Detections", "Geometry", "LadonConfig", "LadonEncoder", "LadonModel",
+    "LadonServer", "Packet", "PreprocessConfig", "Result", "Segmentation", "__version__", "build_model",
+    "errors", "load_authors_checkpoints", "load_encoder", "load_model", "to_rgb8",
+]

@@ -1,0 +1,94 @@
+"""Typed errors raised by the Ladon library.
+
+Every error derives from :class:`LadonError` (itself a ``ValueError`` so that callers who only know "bad input"
+can still catch it). Messages say what was received and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class LadonError(ValueError):
+    """Base class of every error raised for bad input, packets, models or checkpoints."""
+
+
+# --- images --------------------------------------------------------------------------------------------------
+class InvalidImageError(LadonError):
+    """An input image has an unsupported type, dtype, layout or size."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An input image exceeds the configured pixel or side-length cap."""
+
+
+# --- packets -------------------------------------------------------------------------------------------------
+class PacketError(LadonError):
+    """A serialized packet could not be parsed or failed validation."""
+
+
+class TruncatedPacketError(PacketError):
+    """The byte string ends before the packet does."""
+
+
+class BadMagicError(PacketError):
+    """The byte string does not start with the Ladon packet magic number."""
+
+
+class UnsupportedVersionError(PacketError):
+    """The packet format version or codec version is not supported by this build."""
+
+
+class ChecksumError(PacketError):
+    """The CRC32 stored in the packet does not match its contents."""
+
+
+class PacketLimitError(PacketError):
+    """A header field (latent dims, payload size, image size, string length) exceeds a safety cap."""
+
+
+class InconsistentPacketError(PacketError):
+    """Header fields contradict each other or the serving model's geometry."""
+
+
+class CorruptPayloadError(PacketError):
+    """The entropy-coded payload decoded to values that no encoder of this model can produce."""
+
+
+# --- model compatibility -------------------------------------------------------------------------------------
+class ModelMismatchError(LadonError):
+    """A packet was produced by a different encoder (model hash) than the serving model."""
+
+
+class BetaMismatchError(ModelMismatchError):
+    """A packet's rate weight beta differs from the serving model's beta."""
+
+
+class UnknownTaskError(LadonError):
+    """A requested task is not one of classification / detection / segmentation, or the model lacks its head."""
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+class CheckpointError(LadonError):
+    """A checkpoint or model file cannot be read, is of the wrong kind, or does not match the architecture."""
+
+
+class StateDictMismatchError(CheckpointError):
+    """Missing, unexpected or wrongly shaped keys when loading weights (always fatal: no silent strict=False)."""
+
+    def __init__(
+        self,
+        source: str,
+        missing: list[str] | tuple[str, ...] = (),
+        unexpected: list[str] | tuple[str, ...] = (),
+        mismatched: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        self.source = source
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+        parts = [f"weights from {source} do not match the model architecture:"]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("shape mismatch", self.mismatched)):
+            if keys:
+                shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
+                parts.append(f"  {label} ({len(keys)}): {shown}")
+        super().__init__("\n".join(parts))

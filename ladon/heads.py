@@ -1,0 +1,101 @@
+"""The three task heads that run on the shared features, with the published Ladon configurations.
+
+* classification: global average pool + ``fc`` (layer4, stride 32);
+* detection: torchvision Faster R-CNN parts (FPN over the four features, RPN, RoI heads) with torchvision's defaults;
+* segmentation: torchvision ``DeepLabHead`` on layer4 at output stride 32 (ASPP rates 12/24/36), upsampled.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+
+class ClassificationHead(nn.Module):
+    """Average-pool layer4 and apply the backbone's ``fc``."""
+
+    def __init__(self, fc: nn.Linear) -> None:
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, layer4: torch.Tensor) -> torch.Tensor:
+        """Return logits (N, num_classes)."""
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(layer4, 1), 1))
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Inference settings of the detection head (torchvision's Faster R-CNN defaults, as the authors used)."""
+
+    fpn_channels: int = 256
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_nms_thresh: float = 0.7
+
+
+class DetectionHead(nn.Module):
+    """FPN + RPN + RoI heads over features '0'..'3' (strides 4..32) with P6 from max-pooling."""
+
+    def __init__(self, in_channels: tuple[int, int, int, int], num_classes: int,
+                 config: DetectionConfig = DetectionConfig()) -> None:
+        super().__init__()
+        c = config.fpn_channels
+        self.fpn = FeaturePyramidNetwork(list(in_channels), c, extra_blocks=LastLevelMaxPool())
+        anchors = AnchorGenerator(sizes=((32,), (64,), (128,), (256,), (512,)), aspect_ratios=((0.5, 1.0, 2.0),) * 5)
+        self.rpn = RegionProposalNetwork(
+            anchors, RPNHead(c, anchors.num_anchors_per_location()[0]),
+            fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
+            pre_nms_top_n={"training": 2000, "testing": config.rpn_pre_nms_top_n_test},
+            post_nms_top_n={"training": 2000, "testing": config.rpn_post_nms_top_n_test},
+            nms_thresh=config.rpn_nms_thresh, score_thresh=0.0,
+        )
+        self.roi_heads = RoIHeads(
+            MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
+            TwoMLPHead(c * 7 * 7, 1024), FastRCNNPredictor(1024, num_classes),
+            fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=512, positive_fraction=0.25,
+            bbox_reg_weights=None, score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
+            detections_per_img=config.detections_per_img,
+        )
+
+    def forward(self, features: OrderedDict[str, torch.Tensor], image_sizes: list[tuple[int, int]],
+                padded_size: tuple[int, int], targets: list[dict[str, torch.Tensor]] | None = None):
+        """Detect in resized-image coordinates. In training mode (with ``targets``) return the loss dict instead.
+
+        ``padded_size`` is the network input size; only its shape is needed (anchors), so no image tensor is kept.
+        """
+        f0 = features["0"]
+        images = ImageList(f0.new_empty((f0.shape[0], 0, *padded_size)), [tuple(s) for s in image_sizes])
+        pyramid = self.fpn(features)
+        proposals, rpn_losses = self.rpn(images, pyramid, targets)
+        detections, roi_losses = self.roi_heads(pyramid, proposals, images.image_sizes, targets)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        return detections
+
+
+class SegmentationHead(nn.Module):
+    """DeepLabv3 head on layer4; logits are upsampled bilinearly to the padded input size."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.classifier = DeepLabHead(in_channels, num_classes)
+
+    def forward(self, layer4: torch.Tensor, padded_size: tuple[int, int]) -> torch.Tensor:
+        """Return logits (N, num_classes, Hp, Wp)."""
+        logits = self.classifier(layer4)
+        return F.interpolate(logits, size=padded_size, mode="bilinear", align_corners=False)

@@ -1,0 +1,42 @@
+"""Ladon split-computing perception: the ROS-free ``ladon`` library (and, later, the ROS 2 bring-up package).
+
+The same file serves ``pip install -e .`` (the Makefile's venv) and colcon's ament_python build on a ROS 2 install.
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE_NAME = "ladon_bringup"
+VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("ladon").joinpath("__init__.py")
+                    .read_text()).group(1)
+
+setup(
+    name=PACKAGE_NAME,
+    version=VERSION,
+    description="Ladon multi-task supervised compression for split computing (WACV 2025), for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ladon", "ladon.*"]),
+    package_data={"ladon": ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
+        ("share/" + PACKAGE_NAME, ["package.xml"]),
+    ],
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "compressai==1.2.8",
+        "numpy<2",
+        "opencv-python-headless",
+    ],
+    extras_require={
+        # The authors' implementation, used only as a test oracle (parity tests).
+        "reference": ["sc2bench==0.1.1"],
+        # ResNeSt-269e backbone (C=32).
+        "resnest": ["timm>=0.9"],
+        "dev": ["pytest", "hypothesis", "ruff"],
+    },
+    entry_points={"console_scripts": ["ladon = ladon.cli:main"]},
+)
