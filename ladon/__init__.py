@@ -8,14 +8,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import errors  # noqa: E402
-from .checkpoints import load_authors_checkpoints  # noqa: E402
-from .encoder import LadonEncoder  # noqa: E402
-from .model import LadonConfig, LadonModel, build_model, load_encoder, load_model  # noqa: E402
-from .packet import Packet  # noqa: E402
-from .preprocess import Geometry, PreprocessConfig, to_rgb8  # noqa: E402
-from .results import Classification, Detections, Result, Segmentation  # noqa: E402
-from .server import TASKS, LadonServer  # noqa: E402
+from . import errors
+from .checkpoints import load_authors_checkpoints
+from .encoder import LadonEncoder
+from .model import LadonConfig, LadonModel, build_model, load_encoder, load_model
+from .packet import Packet
+from .preprocess import Geometry, PreprocessConfig, to_rgb8
+from .results import Classification, Detections, Result, Segmentation
+from .server import TASKS, LadonServer
 
 __all__ = [
     "TASKS", "Classification", "Detections", "Geometry", "LadonConfig", "LadonEncoder", "LadonModel",

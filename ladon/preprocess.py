@@ -114,12 +114,12 @@ def compute_geometry(original_size: tuple[int, int], config: PreprocessConfig) -
     h, w = original_size
     scale = min(config.input_size / min(h, w), config.input_size / max(h, w))
     # torch.nn.functional.interpolate(recompute_scale_factor=True) computes floor(size * scale) in double precision.
-    rh, rw = int(math.floor(float(h) * scale)), int(math.floor(float(w) * scale))
+    rh, rw = math.floor(float(h) * scale), math.floor(float(w) * scale)
     if rh < 1 or rw < 1:
         raise InvalidImageError(f"image {h}x{w} is too elongated: resizing to a long side of "
                                 f"{config.input_size} leaves a side of 0 pixels")
     m = config.pad_multiple
-    return Geometry((h, w), (rh, rw), (int(math.ceil(rh / m) * m), int(math.ceil(rw / m) * m)))
+    return Geometry((h, w), (rh, rw), (math.ceil(rh / m) * m, math.ceil(rw / m) * m))
 
 
 def preprocess(image: np.ndarray, config: PreprocessConfig) -> tuple[torch.Tensor, Geometry]:

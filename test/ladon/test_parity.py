@@ -9,7 +9,6 @@ compressai<=1.2.5 entropy-bottleneck key names and an ``argparse.Namespace``), l
 from __future__ import annotations
 
 import argparse
-import collections
 import copy
 import warnings
 
