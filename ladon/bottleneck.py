@@ -77,18 +77,25 @@ def resize_cdf_buffers(entropy_bottleneck: EntropyBottleneck, state_dict: dict[s
                                   {prefix + k: v for k, v in present.items()}, policy="resize")
 
 
+def decode_padding(payload_bytes: int, num_symbols: int) -> int:
+    """Zero bytes appended to a payload before rANS decoding (see :func:`decompress_latent`)."""
+    return 16 * payload_bytes + 16 * num_symbols + 1024
+
+
 def decompress_latent(entropy_bottleneck: EntropyBottleneck, data: bytes,
                       latent_shape: tuple[int, int, int]) -> torch.Tensor:
     """Entropy-decode one frame's bitstream into a (1, C, H, W) latent, safely.
 
     compressai's C++ rANS decoder does not bounds-check its input: a forged bitstream makes it read past the end
-    of the buffer. Each 32-bit read advances at most one word per symbol, and a run of 4-bit bypass escapes can
-    make the decoder read at most 15 more words per word of escapes it consumed, so zero padding of
-    ``16 * len(data) + 8 * symbols`` bytes keeps every read inside memory we own. Valid streams decode unchanged.
-    Decoded values outside anything an encoder can produce raise :class:`CorruptPayloadError`.
+    of the buffer. A symbol reads at most one 32-bit word, except in bypass mode, where a run of 4-bit escapes
+    (``0xF`` nibbles) consumed from the stream makes the decoder read up to 15 more words per escape word, so a
+    stream of L bytes reads at most about ``16 * L`` bytes plus a few words per symbol; we zero-pad by
+    :func:`decode_padding` bytes. ``test_rans_bounds.py`` replays the decoder's arithmetic on forged streams and
+    checks the bound. Valid streams read exactly their own bytes and decode unchanged. Decoded values outside
+    anything an encoder can produce raise :class:`CorruptPayloadError`.
     """
     c, h, w = latent_shape
-    padded = data + bytes(16 * len(data) + 8 * c * h * w + 64)
+    padded = data + bytes(decode_padding(len(data), c * h * w))
     latent = entropy_bottleneck.decompress([padded], (h, w))
     medians = entropy_bottleneck.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
     if not torch.isfinite(latent).all() or (latent - medians).abs().max() > 2.0**24:
