@@ -89,10 +89,11 @@ def decompress_latent(entropy_bottleneck: EntropyBottleneck, data: bytes,
     compressai's C++ rANS decoder does not bounds-check its input: a forged bitstream makes it read past the end
     of the buffer. A symbol reads at most one 32-bit word, except in bypass mode, where a run of 4-bit escapes
     (``0xF`` nibbles) consumed from the stream makes the decoder read up to 15 more words per escape word, so a
-    stream of L bytes reads at most about ``16 * L`` bytes plus a few words per symbol; we zero-pad by
-    :func:`decode_padding` bytes. ``test_rans_bounds.py`` replays the decoder's arithmetic on forged streams and
-    checks the bound. Valid streams read exactly their own bytes and decode unchanged. Decoded values outside
-    anything an encoder can produce raise :class:`CorruptPayloadError`.
+    stream of L bytes reads at most about ``16 * L`` bytes plus a few words per symbol (measured: <= 2.5 bytes per
+    symbol past the payload); we zero-pad by :func:`decode_padding` bytes. ``test/ladon/test_bottleneck.py``
+    replays the decoder's arithmetic on forged streams and checks the bound. Valid streams read exactly their own
+    bytes and decode unchanged. Decoded values outside anything an encoder can produce raise
+    :class:`CorruptPayloadError`.
     """
     c, h, w = latent_shape
     padded = data + bytes(decode_padding(len(data), c * h * w))

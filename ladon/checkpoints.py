@@ -91,7 +91,7 @@ def _remap_legacy_detection_keys(state: dict[str, torch.Tensor]) -> dict[str, to
     """torchvision<0.13 FPN/RPN names (``inner_blocks.0.weight``) -> current ones (``inner_blocks.0.0.weight``)."""
     out = {}
     for k, v in state.items():
-        k = re.sub(r"^(fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$", r"\1.0.\2", k)
+        k = re.sub(r"^((?:backbone\.)?fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$", r"\1.0.\2", k)
         k = re.sub(r"^rpn\.head\.conv\.(weight|bias)$", r"rpn.head.conv.0.0.\1", k)
         out[k] = v
     return out

@@ -17,8 +17,13 @@ from .preprocess import PreprocessConfig, preprocess
 
 def state_digest(module: nn.Module) -> bytes:
     """SHA-256 over a module's state dict (names, dtypes, shapes and bytes, in sorted key order)."""
+    return tensors_digest(module.state_dict())
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> bytes:
+    """SHA-256 over named tensors (names, dtypes, shapes and bytes, in sorted key order)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())

@@ -15,7 +15,7 @@ from . import __version__
 from .backbones import backbone_spec, build_body
 from .bottleneck import remap_entropy_bottleneck_keys, resize_cdf_buffers
 from .classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
-from .encoder import LadonEncoder
+from .encoder import LadonEncoder, tensors_digest
 from .errors import CheckpointError, LadonError, StateDictMismatchError
 from .heads import DetectionConfig
 from .preprocess import PreprocessConfig
@@ -143,12 +143,17 @@ class LadonModel(nn.Module):
         self.sync()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the single-file project format (config, weights, class names, beta); ``weights_only``-loadable."""
+        """Write the single-file project format (config, weights, class names, beta); ``weights_only``-loadable.
+
+        ``model_hash`` covers the robot-side weights (it is what packets carry); ``weights_digest`` covers every
+        tensor in the file, so corruption of server weights is detected on load too.
+        """
+        state_dict = {k: v.detach().cpu() for k, v in self.unique_state_dict().items()}
         torch.save({
             "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "kind": "full",
             "ladon_version": __version__, "config": self.config.to_dict(), "weights_source": self.weights_source,
-            "model_hash": self.model_hash.hex(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.unique_state_dict().items()},
+            "model_hash": self.model_hash.hex(), "weights_digest": tensors_digest(state_dict).hex(),
+            "state_dict": state_dict,
         }, os.fspath(path))
 
     def save_encoder(self, path: str | os.PathLike[str]) -> None:
@@ -231,6 +236,10 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     model.weights_source = str(obj.get("weights_source", "trained"))
     model.load_unique_state_dict(obj["state_dict"], str(path))
     _check_hash(model.model_hash, obj, path)
+    digest = tensors_digest({k: v.detach().cpu() for k, v in model.unique_state_dict().items()}).hex()
+    if obj.get("weights_digest") != digest:
+        raise CheckpointError(f"{path}: stored weights digest {obj.get('weights_digest')} does not match the "
+                              f"weights ({digest}); the file is corrupt")
     return model.to(device).eval()
 
 
