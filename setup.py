@@ -19,7 +19,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ladon", "ladon.*"]),
-    package_data={"ladon": ["py.typed"]},
+    package_data={"ladon": ["py.typed", "assets/images/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
         ("share/" + PACKAGE_NAME, ["package.xml"]),

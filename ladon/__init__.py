@@ -8,6 +8,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import warnings
+
+# compressai 1.2.8 applies torch.jit.script at import time, which torch 2.14 deprecates: not actionable by users.
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
 from . import errors
 from .checkpoints import load_authors_checkpoints
 from .encoder import LadonEncoder

@@ -41,6 +41,8 @@ class LadonEncoder(nn.Module):
         self.preprocess_config = preprocess_config
         self.model_id = model_id
         self.beta = float(beta)
+        self.random_weights = True
+        """False once trained or loaded weights are in place (set by the loaders)."""
         self._model_hash: bytes | None = None
 
     @property

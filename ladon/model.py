@@ -118,7 +118,7 @@ class LadonModel(nn.Module):
         """Propagate the encoder hash and the weight provenance to the server (after loading or training)."""
         self.encoder.invalidate_hash()
         self.server.accepted_model_hash = self.encoder.model_hash
-        self.server.random_weights = self.random_weights
+        self.server.random_weights = self.encoder.random_weights = self.random_weights
 
     def update(self, force: bool = True) -> None:
         """Rebuild the entropy model's CDF tables and re-sync the model hash."""

@@ -1,0 +1,156 @@
+"""The in-process split demo (``make demo``, ``python -m ladon.demo``).
+
+For each bundled image: robot-side encode -> packet bytes -> ``Packet.from_bytes`` -> server-side inference of all
+tasks. Writes overlays, ``results.json`` and size/timing statistics (``stats.md``, ``stats.json``) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from .cli import run_guarded, unique_path
+from .data import bundled_images_dir
+from .errors import LadonError
+from .model import LadonModel, build_model, load_model
+from .packet import Packet
+from .visualize import draw_overlay, read_image, write_image
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_IMAGES = bundled_images_dir()
+DEFAULT_MODEL_NAME = "models/demo.pt"
+DEFAULT_MODEL = ROOT / DEFAULT_MODEL_NAME
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+JPEG_QUALITIES = (75, 90)
+STAGES = ("entropy_decode", "body", "classification", "detection", "segmentation", "total")
+RANDOM_WARNING = ("RANDOM WEIGHTS: this demo ran an untrained model, so every class, box and mask in it is "
+                  "MEANINGLESS (packet sizes and timings are real). Train or convert a model and pass --model, "
+                  f"or place it at {DEFAULT_MODEL_NAME}.")
+
+
+def _loud(text: str) -> str:
+    bar = "!" * 100
+    return f"{bar}\n!! {text}\n{bar}"
+
+
+def choose_model(path: str | None) -> tuple[LadonModel, str]:
+    """``--model`` if given, else the bundled ``models/demo.pt`` if present, else a seed-0 random model."""
+    if path is not None:
+        return load_model(path), path
+    if DEFAULT_MODEL.is_file():
+        return load_model(DEFAULT_MODEL), str(DEFAULT_MODEL)
+    return build_model(seed=0), "build_model(seed=0), random weights"
+
+
+def jpeg_bytes(image_rgb: np.ndarray, quality: int) -> int:
+    """Size of the OpenCV JPEG encoding of an RGB image at ``quality``."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise LadonError("JPEG encoding failed")
+    return len(buf)
+
+
+def _stats_markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = ["# Ladon split demo: sizes and timings", ""]
+    if header["random_weights"]:
+        lines += [f"> **{RANDOM_WARNING}**", ""]
+    lines += [f"- Model: `{header['model_id']}` from {header['model_source']}, hash `{header['model_hash']}`, "
+              f"weights: {header['weights_source']}",
+              f"- CPU threads: {header['threads']}; one warm-up pass before timing; server timings per stage in ms",
+              "",
+              "| Image | W x H | Raw RGB B | JPEG q75 B | JPEG q90 B | Packet B | Raw / packet | Encode ms | "
+              "Decode ms | Body ms | Cls ms | Det ms | Seg ms | Server ms |",
+              "|---|---|" + "---:|" * 12]
+    for r in rows:
+        t = r["server_ms"]
+        stage = " | ".join(f"{t[k]:.1f}" if k in t else "-" for k in STAGES)
+        lines.append(f"| {r['image']} | {r['width']} x {r['height']} | {r['raw_rgb_bytes']} | {r['jpeg_q75_bytes']} "
+                     f"| {r['jpeg_q90_bytes']} | {r['packet_bytes']} | {r['raw_over_packet']:.1f} | "
+                     f"{r['encode_ms']:.1f} | {stage} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo for parsed options; return the exit status."""
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    images_dir = Path(args.images)
+    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if images_dir.is_dir() else []
+    if not paths:
+        raise LadonError(f"no images found in {images_dir}")
+    model, source = choose_model(args.model)
+    random_weights = model.random_weights
+    if random_weights:
+        print(_loud(RANDOM_WARNING))
+    out = Path(args.out)
+    overlays = out / "overlays"
+    overlays.mkdir(parents=True, exist_ok=True)
+    tasks = model.server.tasks
+    print(f"model {model.config.model_id} from {source}; tasks {', '.join(tasks)}, {len(paths)} image(s)")
+
+    # One untimed pass so that the first image's timings do not include one-off start-up costs.
+    model.server.infer(model.encoder.encode([read_image(paths[0])]), tasks)
+    results, rows, used = [], [], set()
+    for path in paths:
+        image = read_image(path)
+        start = time.perf_counter()
+        (packet,) = model.encoder.encode([image])
+        encode_ms = (time.perf_counter() - start) * 1e3
+        wire = packet.to_bytes()  # what would cross the network
+        (result,) = model.server.infer([Packet.from_bytes(wire)], tasks)
+        target = unique_path(overlays, path.stem, ".png", used)
+        write_image(target, draw_overlay(image, result))
+        h, w = image.shape[:2]
+        results.append({"image": path.name, "packet_bytes": len(wire), "encode_ms": round(encode_ms, 3),
+                        "overlay": str(target), **result.to_dict()})
+        rows.append({"image": path.name, "width": w, "height": h, "raw_rgb_bytes": int(image.nbytes),
+                     "jpeg_q75_bytes": jpeg_bytes(image, 75), "jpeg_q90_bytes": jpeg_bytes(image, 90),
+                     "packet_bytes": len(wire), "raw_over_packet": round(image.nbytes / len(wire), 2),
+                     "latent_shape": list(packet.latent_shape), "encode_ms": round(encode_ms, 3),
+                     "server_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}})
+        print(f"{path.name}: {w}x{h}, {len(wire)} packet bytes (raw {image.nbytes}, ratio "
+              f"{image.nbytes / len(wire):.1f}), encode {encode_ms:.1f} ms, server "
+              f"{result.timings_ms['total']:.1f} ms -> {target}")
+
+    header = {"model_id": model.config.model_id, "model_source": source, "model_hash": model.model_hash.hex(),
+              "weights_source": model.weights_source, "random_weights": random_weights,
+              "warning": RANDOM_WARNING if random_weights else None, "threads": torch.get_num_threads(),
+              "tasks": list(tasks)}
+    (out / "results.json").write_text(json.dumps({**header, "results": results}, indent=2) + "\n")
+    (out / "stats.json").write_text(json.dumps({**header, "images": rows}, indent=2) + "\n")
+    (out / "stats.md").write_text(_stats_markdown(header, rows))
+    print(f"wrote {out / 'results.json'}, {out / 'stats.json'}, {out / 'stats.md'} and {len(rows)} overlay(s)")
+    if random_weights:
+        print(_loud(RANDOM_WARNING))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ladon.demo``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m ladon.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", metavar="PATH",
+                        help=f"full model file (default: {DEFAULT_MODEL_NAME} if present, else an "
+                             "untrained model, loudly flagged)")
+    parser.add_argument("--images", default=str(DEFAULT_IMAGES), metavar="DIR",
+                        help="directory of images (default: the bundled demo images)")
+    parser.add_argument("--out", default="demo_output", metavar="DIR", help="output directory (demo_output)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    return run_guarded(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

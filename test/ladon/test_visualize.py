@@ -1,0 +1,113 @@
+"""Overlays (palette, segmentation, boxes, banners) and image file reading for the command-line tools."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import ladon
+from ladon.errors import InvalidImageError
+from ladon.visualize import draw_overlay, palette, read_image, write_image
+
+H, W = 120, 160
+GRAY = 90
+
+
+def _result(*, segmentation: bool = False, detection: bool = False, classification: bool = False,
+            random_weights: bool = False) -> ladon.Result:
+    geometry = ladon.Geometry((H, W), (312, 416), (320, 416))
+    result = ladon.Result(model_id="test", geometry=geometry, random_weights=random_weights)
+    if segmentation:
+        mask = np.zeros((H, W), np.uint8)
+        mask[60:100, 100:150] = 15
+        result.segmentation = ladon.Segmentation(mask, tuple(f"class{i}" for i in range(21)))
+    if detection:
+        result.detection = ladon.Detections(
+            boxes=np.array([[20, 40, 80, 100], [100, 10, 150, 50]], np.float32), labels=np.array([1, 3]),
+            class_names=["person", "car"], scores=np.array([0.9, 0.1], np.float32))
+    if classification:
+        result.classification = ladon.Classification([7], ["cock"], [0.42])
+    return result
+
+
+def _image() -> np.ndarray:
+    return np.full((H, W, 3), GRAY, np.uint8)
+
+
+def test_palette_is_the_voc_colour_map() -> None:
+    colours = palette(256)
+    assert colours.shape == (256, 3) and colours.dtype == np.uint8
+    assert colours[0].tolist() == [0, 0, 0]
+    assert colours[1].tolist() == [128, 0, 0]
+    assert colours[15].tolist() == [192, 128, 128]
+    assert len({tuple(c) for c in colours}) == 256
+    np.testing.assert_array_equal(palette(21), colours[:21])
+
+
+def test_segmentation_is_blended_and_background_untouched() -> None:
+    image = _image()
+    out = draw_overlay(image, _result(segmentation=True), alpha=0.5)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(image, _image())  # input not modified
+    expected = np.rint(0.5 * GRAY + 0.5 * palette(16)[15].astype(np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(out[70, 140], expected)
+    assert (out[:40, 60:100] == GRAY).all()  # background, away from the legend
+    assert (out[H - 20:, :20] != GRAY).any()  # legend for class 15, bottom-left
+
+
+def test_boxes_below_threshold_are_not_drawn() -> None:
+    out = draw_overlay(_image(), _result(detection=True), score_threshold=0.3)
+    assert (out[70, 20] != GRAY).any() and (out[70, 80] != GRAY).any()  # left/right edge of the 0.9 box
+    assert (out[30, 100] == GRAY).all() and (out[30, 150] == GRAY).all()  # 0.1 box skipped
+    everything = draw_overlay(_image(), _result(detection=True), score_threshold=0.0)
+    assert (everything[30, 150] != GRAY).any()
+
+
+def test_classification_and_random_weights_banners() -> None:
+    plain = draw_overlay(_image(), _result(classification=True))
+    assert (plain[2, :] != GRAY).all(axis=1).all()  # banner across the top
+    assert not (plain[H // 2:] != GRAY).any()
+    warned = draw_overlay(_image(), _result(classification=True, random_weights=True))
+    reds = (warned[:4, :, 0] > 200) & (warned[:4, :, 1] < 40) & (warned[:4, :, 2] < 40)
+    assert reds.mean() > 0.5
+    assert not ((plain[:4, :, 0] > 200) & (plain[:4, :, 1] < 40)).any()
+
+
+def test_overlay_rejects_an_image_of_another_size() -> None:
+    with pytest.raises(InvalidImageError, match="result is for 120x160"):
+        draw_overlay(np.zeros((10, 10, 3), np.uint8), _result())
+
+
+@pytest.mark.parametrize("kind", ["bgr", "gray", "gray16", "bgr16", "bgra"])
+def test_read_image_converts_to_rgb8(tmp_path, kind: str) -> None:
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    bgr = rgb[..., ::-1]
+    stored, expected = {
+        "bgr": (bgr, rgb),
+        "gray": (np.full((6, 8), 77, np.uint8), np.full((6, 8, 3), 77, np.uint8)),
+        "gray16": (np.full((6, 8), 0x4D00 + 0xFF, np.uint16), np.full((6, 8, 3), 0x4D, np.uint8)),
+        "bgr16": (bgr.astype(np.uint16) << 8, rgb),
+        "bgra": (np.dstack([bgr, np.full((6, 8), 255, np.uint8)]), rgb),
+    }[kind]
+    path = tmp_path / f"{kind}.png"
+    assert cv2.imwrite(str(path), np.ascontiguousarray(stored))
+    image = read_image(path)
+    assert image.dtype == np.uint8 and image.shape == (6, 8, 3)
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_read_image_errors(tmp_path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(InvalidImageError, match="cannot read"):
+        read_image(text)
+    with pytest.raises(InvalidImageError, match="not found"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_write_image_round_trip(tmp_path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    write_image(tmp_path / "x.png", rgb)
+    np.testing.assert_array_equal(read_image(tmp_path / "x.png"), rgb)
