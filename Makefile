@@ -5,19 +5,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ladon-installed
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo demo-local test test-slow lint bench clean
 
 setup: $(STAMP)
 
-# Stale = created before the last change to the dependency list or the package metadata.
-$(STAMP): requirements.txt setup.py
+MSG_SOURCES := $(wildcard ladon_msgs/msg/*.msg ladon_msgs/CMakeLists.txt ladon_msgs/pyproject.toml \
+                           third_party/vision_msgs/msg/*.msg third_party/vision_msgs/pyproject.toml)
+
+# Stale = created before the last change to the dependency list, the package metadata or the messages.
+# One resolve: torch/torchvision/compressai, the ROS 2 Kilted wheels, our interface packages (built from source by
+# scikit-build-core), the fallback vision_msgs only where `import vision_msgs.msg` fails (i.e. no ROS install
+# provides it), test tools, and the project (editable).
+$(STAMP): requirements.txt setup.py $(MSG_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# One resolve: torch/torchvision/compressai, the ROS 2 Kilted wheels, test tools and the project (editable).
-	$(PY) -m pip install --quiet -r requirements.txt -e '.[reference,dev]'
+	vision=$$( ( ! $(PY) -m pip show -q vision-msgs-fallback >/dev/null 2>&1 && $(PY) -c 'import vision_msgs.msg' \
+	           2>/dev/null ) || echo ./third_party/vision_msgs ); \
+	$(PY) -m pip install --quiet -r requirements.txt ./ladon_msgs $$vision -e '.[reference,dev]'
 	@touch $(STAMP)
 
+# The split as separate processes over real DDS: image source -> encoder -> server -> recorder.
 demo: $(STAMP)
+	$(PY) -m ladon_ros.demo
+
+# The same split in one process, without ROS (encode -> packet bytes -> infer).
+demo-local: $(STAMP)
 	$(PY) -m ladon.demo
 
 test: $(STAMP)

@@ -18,11 +18,16 @@ setup(
     description="Ladon multi-task supervised compression for split computing (WACV 2025), for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["ladon", "ladon.*"]),
+    packages=find_packages(include=["ladon", "ladon.*", "ladon_ros", "ladon_ros.*", "ladon_encoder_node",
+                                    "ladon_server_node"]),
     package_data={"ladon": ["py.typed", "assets/images/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
         ("share/" + PACKAGE_NAME, ["package.xml"]),
+        ("share/" + PACKAGE_NAME + "/launch", ["launch/split.launch.py"]),
+        ("share/" + PACKAGE_NAME + "/config", sorted(str(p) for p in Path("config").glob("*.yaml"))
+         + sorted(str(p) for p in Path("config").glob("*.xml"))),
+        ("share/" + PACKAGE_NAME + "/rviz", ["rviz/split.rviz"]),
     ],
     install_requires=[
         "torch>=2.1",
@@ -38,5 +43,11 @@ setup(
         "resnest": ["timm>=0.9"],
         "dev": ["pytest", "hypothesis", "ruff"],
     },
-    entry_points={"console_scripts": ["ladon = ladon.cli:main"]},
+    entry_points={"console_scripts": [
+        "ladon = ladon.cli:main",
+        "ladon_encoder = ladon_encoder_node.node:main",
+        "ladon_server = ladon_server_node.node:main",
+        "ladon_image_source = ladon_ros.image_source:main",
+        "ladon-launch = ladon_ros.launcher:main",
+    ]},
 )

@@ -1,0 +1,155 @@
+"""``ladon_encoder``: the robot-side node. Image in, ``ladon_msgs/CompressedFeatures`` out.
+
+A thin adapter over :class:`ladon.LadonEncoder`: it loads only the robot part of a model file (never the server
+weights), converts ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) or ``CompressedImage`` to RGB,
+encodes one packet per frame and publishes it with the camera frame's header. It is lazy: the image subscription
+exists only while something subscribes to the features.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from ladon_msgs.msg import CompressedFeatures
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.node import Node
+from rclpy.qos import qos_profile_system_default
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+
+import ladon
+from ladon.errors import LadonError
+from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
+from ladon_ros.diagnostics import StreamStats
+from ladon_ros.params import check_model_identity, declare, declare_qos
+
+DEFAULT_MAX_PAYLOAD_BYTES = 60_000
+"""Below one 64 KB RTPS datagram: larger samples fragment, and lossy links drop whole fragmented samples."""
+
+
+class LadonEncoderNode(Node):
+    """Subscribes ``image`` (or ``image/compressed``), publishes ``ladon/features``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("ladon_encoder", **kwargs)
+        model_path = declare(self, "model", "", "Ladon model file (full or encoder-only); only encoder weights load")
+        random_weights = declare(self, "random_weights", False,
+                                 "Use a randomly initialised model (seed 0) when no model file is given: testing only")
+        expected_beta = declare(self, "beta", 0.0, "Expected rate weight of the model file (0 = accept the file's)")
+        expected_id = declare(self, "model_id", "", "Expected model id of the model file ('' = accept the file's)")
+        device = declare(self, "device", "cpu", "torch device for the encoder, e.g. cpu or cuda")
+        threads = declare(self, "torch_threads", 1, "torch intra-op threads (0 = torch default)", min_value=0,
+                          max_value=256)
+        self.transport = declare(self, "image_transport", "raw", "raw (sensor_msgs/Image on 'image') or "
+                                 "compressed (sensor_msgs/CompressedImage on 'image/compressed')")
+        self.max_payload_bytes = declare(self, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES,
+                                         "Frames whose packet exceeds this many bytes are dropped and counted "
+                                         "(0 = no limit)", min_value=0)
+        self.max_rate_hz = declare(self, "max_rate_hz", 0.0, "Encode at most this many frames per second "
+                                   "(0 = every frame)", min_value=0.0)
+        self.input_qos = declare_qos(self, "input_qos", reliability="best_effort", depth=5, what="the image input")
+        output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the features output")
+        period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages", min_value=0.05)
+        if self.transport not in ("raw", "compressed"):
+            raise LadonError(f"image_transport must be 'raw' or 'compressed', got {self.transport!r}")
+
+        self.stats = StreamStats()
+        if threads > 0:
+            torch.set_num_threads(threads)
+        if model_path:
+            self.encoder = ladon.load_encoder(model_path, device=device)
+        elif random_weights:
+            self.get_logger().warn("no model given: using RANDOM weights (seed 0); outputs are meaningless")
+            self.encoder = ladon.build_model(seed=0).encoder.to(device).eval()
+        else:
+            raise LadonError("parameter 'model' is required (or set random_weights:=true for testing)")
+        check_model_identity(self.encoder.model_id, self.encoder.beta, expected_id, expected_beta)
+
+        self.publisher = self.create_publisher(
+            CompressedFeatures, "ladon/features", output_qos,
+            event_callbacks=PublisherEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", qos_profile_system_default)
+        self.subscription = None
+        self._last_encode = 0.0
+        self.create_timer(0.2, self._update_subscription)
+        self.create_timer(period, self._publish_diagnostics)
+        self.get_logger().info(
+            f"encoder {self.encoder.model_id} hash {self.encoder.model_hash.hex()} beta {self.encoder.beta:g} on "
+            f"{device}; input '{self._input_topic}' ({self.transport}), output '{self.publisher.topic_name}'")
+
+    @property
+    def _input_topic(self) -> str:
+        return "image" if self.transport == "raw" else "image/compressed"
+
+    def _update_subscription(self) -> None:
+        """Lazy input: subscribe to images only while someone subscribes to the features."""
+        wanted = self.publisher.get_subscription_count() > 0
+        if wanted and self.subscription is None:
+            msg_type = Image if self.transport == "raw" else CompressedImage
+            self.subscription = self.create_subscription(
+                msg_type, self._input_topic, self.on_image, self.input_qos,
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+        elif not wanted and self.subscription is not None:
+            self.destroy_subscription(self.subscription)
+            self.subscription = None
+
+    def _on_incompatible_qos(self, event) -> None:
+        """A peer's QoS cannot match ours (e.g. best-effort publisher, reliable subscriber): say so, never silently."""
+        policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
+        self.stats.count("incompatible_qos", f"incompatible QoS policy {policy}")
+        self.get_logger().error(f"incompatible QoS with a peer: policy {policy} (total {event.total_count}); "
+                                "check input_qos / output_qos against the other side", throttle_duration_sec=5.0)
+
+    def on_image(self, msg: Image | CompressedImage) -> None:
+        """Encode one frame and publish its packet; bad frames are counted and logged, never fatal."""
+        now = time.monotonic()
+        if self.max_rate_hz > 0 and now - self._last_encode < 1.0 / self.max_rate_hz:
+            self.stats.count("skipped_rate")
+            return
+        self._last_encode = now
+        try:
+            t0 = time.perf_counter()
+            rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
+            (packet,) = self.encoder.encode([rgb])
+            encode_ms = (time.perf_counter() - t0) * 1e3
+        except LadonError as exc:
+            self.stats.count("rejected_images", str(exc))
+            self.get_logger().warn(f"cannot encode frame: {exc}", throttle_duration_sec=5.0)
+            return
+        if self.max_payload_bytes and packet.nbytes > self.max_payload_bytes:
+            self.stats.count("dropped_oversize", f"{packet.nbytes} B > max_payload_bytes {self.max_payload_bytes}")
+            self.get_logger().warn(f"dropping frame: packet {packet.nbytes} B exceeds max_payload_bytes "
+                                   f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
+            return
+        self.publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
+        age = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds * 1e-9
+        self.stats.frame(stamp_age_s=age, nbytes=packet.nbytes, timings_ms={"encode": encode_ms})
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self.stats.status(f"{self.get_fully_qualified_name()}: encoder",
+                                          self.encoder.model_id, expect_frames=False)]
+        self.diagnostics.publish(array)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console script ``ladon_encoder``."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = LadonEncoderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    except LadonError as exc:
+        rclpy.logging.get_logger("ladon_encoder").fatal(str(exc))
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+

@@ -1,0 +1,1 @@
+"""ROS 2 adapters shared by the Ladon nodes: message conversions, parameters/QoS, diagnostics, bring-up."""

@@ -1,0 +1,195 @@
+"""Conversions between ROS 2 messages and ``ladon`` types. The only place that knows both sides.
+
+* ``ladon.Packet`` <-> ``ladon_msgs/CompressedFeatures``
+* ``sensor_msgs/Image`` / ``CompressedImage`` -> HxWx3 uint8 RGB, and numpy -> ``sensor_msgs/Image``
+* ``ladon.Result`` -> ``vision_msgs/Detection2DArray``, ``vision_msgs/Classification``, mono8 mask ``Image``
+* class names -> ``vision_msgs/LabelInfo``
+
+Every function validates what it reads and raises a :class:`ladon.errors.LadonError` subclass; nothing is
+allocated from a header field before it is checked against the data actually present.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+from ladon_msgs.msg import CompressedFeatures
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import (
+    BoundingBox2D,
+    Classification,
+    Detection2D,
+    Detection2DArray,
+    LabelInfo,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    VisionClass,
+)
+
+from ladon import Packet, Result
+from ladon.errors import ChecksumError, InvalidImageError, PacketError
+from ladon.packet import MODEL_HASH_BYTES
+from ladon.preprocess import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Geometry, to_rgb8
+
+IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+_CHANNELS = {"rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1), "mono16": (1, 2)}
+
+
+# --------------------------------------------------------------------------------------------- packets
+def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0) -> CompressedFeatures:
+    """Wrap a packet in a ``CompressedFeatures`` message carrying the camera frame's header."""
+    g = packet.geometry
+    msg = CompressedFeatures()
+    msg.header = header
+    msg.model_id = packet.model_id
+    msg.model_hash = np.frombuffer(packet.model_hash, dtype=np.uint8)
+    msg.beta = float(packet.beta)
+    msg.codec_version = int(packet.codec_version)
+    msg.latent_shape = np.asarray(packet.latent_shape, dtype=np.uint16)
+    msg.original_size = np.asarray(g.original_size, dtype=np.uint16)
+    msg.resized_size = np.asarray(g.resized_size, dtype=np.uint16)
+    msg.padded_size = np.asarray(g.padded_size, dtype=np.uint16)
+    msg.data = packet.data
+    msg.crc32 = packet.crc32
+    msg.encode_time_ms = float(encode_time_ms)
+    return msg
+
+
+def msg_to_packet(msg: CompressedFeatures) -> Packet:
+    """Rebuild and validate the packet carried by a ``CompressedFeatures`` message (CRC checked)."""
+    try:
+        model_hash = bytes(np.asarray(msg.model_hash, dtype=np.uint8))
+        if len(model_hash) != MODEL_HASH_BYTES:
+            raise PacketError(f"model_hash has {len(model_hash)} bytes, expected {MODEL_HASH_BYTES}")
+        packet = Packet(
+            model_id=str(msg.model_id),
+            model_hash=model_hash,
+            beta=float(msg.beta),
+            latent_shape=tuple(int(v) for v in msg.latent_shape),
+            geometry=Geometry(tuple(int(v) for v in msg.original_size), tuple(int(v) for v in msg.resized_size),
+                              tuple(int(v) for v in msg.padded_size)),
+            data=bytes(msg.data),
+            codec_version=int(msg.codec_version),
+        )
+    except PacketError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise PacketError(f"malformed CompressedFeatures message: {exc}") from None
+    if packet.crc32 != int(msg.crc32):
+        raise ChecksumError(f"CRC32 mismatch: message carries {int(msg.crc32):#010x}, contents give "
+                            f"{packet.crc32:#010x}")
+    return packet
+
+
+# --------------------------------------------------------------------------------------------- images
+def _check_size(height: int, width: int) -> None:
+    if height <= 0 or width <= 0:
+        raise InvalidImageError(f"image is empty: {height}x{width}")
+    if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE or height * width > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(f"image {height}x{width} exceeds the caps ({MAX_IMAGE_SIDE} px per side, "
+                                f"{MAX_IMAGE_PIXELS} pixels)")
+
+
+def image_msg_to_rgb(msg: Image) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) to HxWx3 uint8 RGB."""
+    encoding = str(msg.encoding).lower()
+    if encoding not in _CHANNELS:
+        raise InvalidImageError(f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(IMAGE_ENCODINGS)}")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    _check_size(height, width)
+    channels, itemsize = _CHANNELS[encoding]
+    row_bytes = width * channels * itemsize
+    data = memoryview(msg.data).cast("B") if not isinstance(msg.data, (bytes, bytearray)) else msg.data
+    if step < row_bytes or len(data) < step * height:
+        raise InvalidImageError(f"{encoding} image {height}x{width}: step {step} and {len(data)} data bytes do not "
+                                f"hold {height} rows of {row_bytes} bytes")
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
+    if itemsize == 2:
+        order = ">" if msg.is_bigendian else "<"
+        pixels = rows.copy().view(np.dtype(np.uint16).newbyteorder(order)).astype(np.uint16)
+    else:
+        pixels = rows
+    pixels = pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+    return to_rgb8(np.ascontiguousarray(pixels), encoding)
+
+
+def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG/...) to HxWx3 uint8 RGB."""
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if buf.size == 0:
+        raise InvalidImageError("compressed image has no data")
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidImageError(f"cannot decode compressed image (format {msg.format!r}, {buf.size} bytes)")
+    _check_size(image.shape[0], image.shape[1])
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def array_to_image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """Wrap an HxW (mono8) or HxWx3 (rgb8/bgr8) uint8 array in a ``sensor_msgs/Image``."""
+    array = np.ascontiguousarray(array)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(sys.byteorder == "big")
+    msg.step = int(array.strides[0])
+    msg.data = array.tobytes()
+    return msg
+
+
+# --------------------------------------------------------------------------------------------- results
+def detections_msg(result: Result, header: Header) -> Detection2DArray:
+    """Detections as ``vision_msgs/Detection2DArray``: ``class_id`` = COCO name, boxes in original pixels."""
+    out = Detection2DArray()
+    out.header = header
+    d = result.detection
+    if d is None:
+        return out
+    for i, (box, name, score) in enumerate(zip(d.boxes, d.class_names, d.scores)):
+        det = Detection2D()
+        det.header = header
+        det.id = str(i)
+        x0, y0, x1, y1 = (float(v) for v in box)
+        bbox = BoundingBox2D()
+        bbox.center.position.x = (x0 + x1) / 2.0
+        bbox.center.position.y = (y0 + y1) / 2.0
+        bbox.size_x = x1 - x0
+        bbox.size_y = y1 - y0
+        det.bbox = bbox
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = name
+        hyp.hypothesis.score = float(score)
+        det.results = [hyp]
+        out.detections.append(det)
+    return out
+
+
+def classification_msg(result: Result, header: Header) -> Classification:
+    """Top-k classes as ``vision_msgs/Classification`` (``class_id`` = ImageNet name), best first."""
+    out = Classification()
+    out.header = header
+    c = result.classification
+    if c is not None:
+        out.results = [ObjectHypothesis(class_id=name, score=float(score)) for name, score in
+                       zip(c.class_names, c.scores)]
+    return out
+
+
+def segmentation_msg(result: Result, header: Header) -> Image:
+    """The class-id mask as a mono8 ``sensor_msgs/Image`` at the original resolution."""
+    if result.segmentation is None:
+        raise ValueError("result has no segmentation")
+    return array_to_image_msg(result.segmentation.mask, "mono8", header)
+
+
+def label_info_msg(class_names: tuple[str, ...] | list[str], header: Header, threshold: float = 0.0) -> LabelInfo:
+    """``vision_msgs/LabelInfo`` mapping class ids to names (publish TRANSIENT_LOCAL next to the output)."""
+    out = LabelInfo()
+    out.header = header
+    out.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(class_names)]
+    out.threshold = float(threshold)
+    return out

@@ -1,0 +1,187 @@
+"""``make demo``: the split pipeline as separate processes over real DDS, on the bundled images, offline.
+
+image source -> encoder -> (DDS) -> server -> (DDS) -> this process, which records every output per frame and
+writes ``demo_output/``: overlays (PNG), ``results.json`` and ``stats.md``/``stats.json`` (bytes per frame
+against raw RGB and JPEG, robot encode time, end-to-end latency per output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ladon.data import bundled_images_dir
+
+DEFAULT_MODEL = Path("models") / "demo.pt"
+
+
+def _jpeg_bytes(rgb: np.ndarray, quality: int) -> int:
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return int(buf.size) if ok else -1
+
+
+def _frame_row(frame, conversions) -> dict[str, Any]:
+    rgb = conversions.image_msg_to_rgb(frame.image)
+    h, w = rgb.shape[:2]
+    packet_bytes = len(frame.features.data)
+    latencies = {k: round(1e3 * (t - frame.stamp_s), 1) for k, t in sorted(frame.arrived_at.items())}
+    return {"stamp": f"{frame.stamp[0]}.{frame.stamp[1]:09d}", "original_size": [h, w],
+            "raw_rgb_bytes": h * w * 3, "jpeg_q75_bytes": _jpeg_bytes(rgb, 75), "jpeg_q90_bytes": _jpeg_bytes(rgb, 90),
+            "payload_bytes": packet_bytes, "raw_over_payload": round(h * w * 3 / packet_bytes, 2),
+            "encode_ms": round(float(frame.features.encode_time_ms), 1), "latency_ms_since_stamp": latencies}
+
+
+def _results_entry(frame) -> dict[str, Any]:
+    det = frame.outputs.get("detections")
+    cls = frame.outputs.get("classification")
+    seg = frame.outputs.get("segmentation")
+    out: dict[str, Any] = {"stamp": f"{frame.stamp[0]}.{frame.stamp[1]:09d}", "frame_id": frame.image.header.frame_id}
+    if cls is not None:
+        out["classification"] = [{"class_name": r.class_id, "score": round(r.score, 4)} for r in cls.results]
+    if det is not None:
+        out["detections"] = [{"class_name": d.results[0].hypothesis.class_id,
+                              "score": round(d.results[0].hypothesis.score, 4),
+                              "center_xy": [round(d.bbox.center.position.x, 1), round(d.bbox.center.position.y, 1)],
+                              "size_xy": [round(d.bbox.size_x, 1), round(d.bbox.size_y, 1)]} for d in det.detections]
+    if seg is not None:
+        mask = np.frombuffer(bytes(seg.data), np.uint8).reshape(seg.height, seg.step)[:, : seg.width]
+        ids, counts = np.unique(mask, return_counts=True)
+        out["segmentation_pixels_per_class_id"] = {int(i): int(c) for i, c in zip(ids, counts)}
+    return out
+
+
+def _markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
+    lines = ["# Ladon split demo (separate processes over DDS)", ""]
+    if header["random_weights"]:
+        lines += ["> **RANDOM WEIGHTS: no trained model was found, so predictions are meaningless and packets are "
+                  "as large as an untrained entropy model makes them. Timings and the pipeline are real.**", ""]
+    lines += [f"- Model: `{header['model']}`; ROS_DOMAIN_ID {header['ros_domain_id']}; "
+              f"{header['frames']} frames; Fast DDS profile `{header['fastdds_profile']}`", "",
+              "| frame | size | raw RGB B | JPEG q75 B | JPEG q90 B | Ladon packet B | raw/packet | encode ms | "
+              "features ms | detections ms | classification ms | segmentation ms | overlay ms |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(rows):
+        lat = r["latency_ms_since_stamp"]
+        lines.append(f"| {i} | {r['original_size'][1]}x{r['original_size'][0]} | {r['raw_rgb_bytes']} | "
+                     f"{r['jpeg_q75_bytes']} | {r['jpeg_q90_bytes']} | {r['payload_bytes']} | "
+                     f"{r['raw_over_payload']} | {r['encode_ms']} | " + " | ".join(
+                         str(lat.get(k, "-")) for k in ("features", "detections", "classification", "segmentation",
+                                                         "overlay")) + " |")
+    lines += ["", "Latencies are wall-clock times from the camera stamp to the arrival of each message in the demo "
+              "process (same host)."]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ladon_ros import conversions, launcher
+    from ladon_ros.recorder import Recorder
+
+    images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if args.max_frames:
+        images = images[: args.max_frames]
+    if not images:
+        print(f"error: no images in {args.images}", file=sys.stderr)
+        return 2
+    tmp = tempfile.TemporaryDirectory(prefix="ladon-demo-")
+    model_path = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
+    random_weights = not model_path
+    if random_weights:
+        import ladon
+
+        print("WARNING: no trained model (models/demo.pt or --model): running with RANDOM weights; outputs are "
+              "meaningless", flush=True)
+        model_path = str(Path(tmp.name) / "random.pt")
+        ladon.build_model(seed=0).save(model_path)
+
+    launch_args = launcher.parse_args([
+        "split", "--model", model_path, "--source", str(args.images), "--rate", str(args.rate),
+        "--max-frames", str(len(images)), "--log-level", "warn",
+        "--encoder-arg=-p=max_payload_bytes:=0", f"--encoder-arg=-p=torch_threads:={args.encoder_threads}",
+        "--server-arg=-p=overlay.background:=image", "--server-arg=-p=queue_size:=8",
+        # The camera waits for the encoder, the server (overlay background) and this recorder before its first frame.
+        "--source-arg=-p=min_subscribers:=3"])
+    env = launcher.launch_env()
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", env["FASTDDS_DEFAULT_PROFILES_FILE"])
+
+    rclpy.init()
+    recorder = Recorder()
+    executor = SingleThreadedExecutor()
+    executor.add_node(recorder)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=launcher.run, args=(launcher.split_commands(launch_args),),
+                              kwargs={"env": env, "stop_after": args.timeout, "stop": stop}, daemon=True)
+    runner.start()
+    print(f"demo: {len(images)} frames through source -> encoder -> server over DDS "
+          f"(ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']})", flush=True)
+    deadline = time.monotonic() + args.timeout
+    try:
+        while time.monotonic() < deadline and len(recorder.completed()) < len(images) and runner.is_alive():
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+        frames = recorder.completed()
+        executor.shutdown()
+        recorder.destroy_node()
+        rclpy.try_shutdown()
+        tmp.cleanup()
+
+    out = Path(args.out)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, frame in enumerate(frames):
+        overlay = frame.outputs["overlay"]
+        bgr = np.frombuffer(bytes(overlay.data), np.uint8).reshape(overlay.height, overlay.step)[
+            :, : overlay.width * 3].reshape(overlay.height, overlay.width, 3)
+        cv2.imwrite(str(out / "overlays" / f"frame_{i:02d}.png"), bgr)
+        rows.append(_frame_row(frame, conversions))
+    header = {"model": "random weights (seed 0)" if random_weights else model_path, "random_weights": random_weights,
+              "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]), "frames": len(frames),
+              "fastdds_profile": env["FASTDDS_DEFAULT_PROFILES_FILE"]}
+    (out / "results.json").write_text(json.dumps({**header, "frames": [_results_entry(f) for f in frames]}, indent=2))
+    (out / "stats.json").write_text(json.dumps({**header, "rows": rows}, indent=2))
+    markdown = _markdown(rows, header)
+    (out / "stats.md").write_text(markdown)
+    print(markdown)
+    print(f"wrote {out}/overlays/*.png, results.json, stats.md, stats.json")
+    if len(frames) < len(images):
+        print(f"error: only {len(frames)} of {len(images)} frames completed within {args.timeout:g} s",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ladon_ros.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="", help="model file (default: models/demo.pt, else random weights)")
+    parser.add_argument("--images", default=str(bundled_images_dir()), help="folder of images")
+    parser.add_argument("--max-frames", type=int, default=0, help="use at most N images (0 = all)")
+    parser.add_argument("--rate", type=float, default=0.5, help="camera rate in Hz")
+    parser.add_argument("--encoder-threads", type=int, default=1, help="torch threads of the encoder node")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds before giving up")
+    parser.add_argument("--out", default="demo_output", help="output folder")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

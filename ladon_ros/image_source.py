@@ -1,0 +1,123 @@
+"""``ladon_image_source``: publishes images from a folder, a video file or the bundled demo images at a set rate.
+
+Each message is stamped with the publish time and ``frame_id``; used by the demo, the tests and the benchmark as
+the robot's camera.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from ladon.data import bundled_images_dir
+from ladon.errors import LadonError
+from ladon_ros.conversions import array_to_image_msg
+from ladon_ros.params import declare, declare_qos
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def folder_frames(folder: str) -> list[str]:
+    """Image files of a folder, sorted by name."""
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise LadonError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def iter_frames(source: str, loop: bool) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (name, BGR uint8 image) from a folder, a video file or ``bundled``; unreadable files are skipped."""
+    if source == "bundled":
+        source = str(bundled_images_dir())
+    if os.path.isdir(source):
+        files = folder_frames(source)
+        while True:
+            for path in files:
+                image = cv2.imread(path, cv2.IMREAD_COLOR)
+                if image is not None:
+                    yield os.path.basename(path), image
+            if not loop:
+                return
+    elif os.path.isfile(source):
+        while True:
+            capture = cv2.VideoCapture(source)
+            if not capture.isOpened():
+                raise LadonError(f"cannot open video {source}")
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield f"{os.path.basename(source)}#{index}", image
+                index += 1
+            capture.release()
+            if not loop or index == 0:
+                return
+    else:
+        raise LadonError(f"source {source!r} is neither a folder, a video file nor 'bundled'")
+
+
+class ImageSourceNode(Node):
+    """Publishes ``image`` (sensor_msgs/Image) at ``rate_hz``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("ladon_image_source", **kwargs)
+        source = declare(self, "source", "bundled", "Folder of images, a video file, or 'bundled' (demo images)")
+        rate = declare(self, "rate_hz", 2.0, "Frames per second", min_value=0.01, max_value=1000.0)
+        loop = declare(self, "loop", True, "Start again at the end of the source")
+        self.frame_id = declare(self, "frame_id", "camera", "header.frame_id of the published images")
+        self.encoding = declare(self, "encoding", "rgb8", "Published encoding: rgb8 or bgr8")
+        self.max_frames = declare(self, "max_frames", 0, "Stop after this many frames (0 = no limit)", min_value=0)
+        self.min_subscribers = declare(self, "min_subscribers", 1, "Publish only while at least this many "
+                                       "subscribers are matched (frames wait, none are skipped)", min_value=0)
+        qos = declare_qos(self, "qos", reliability="reliable", depth=5, what="the image output")
+        if self.encoding not in ("rgb8", "bgr8"):
+            raise LadonError(f"encoding must be rgb8 or bgr8, got {self.encoding!r}")
+        self.frames = iter_frames(source, loop)
+        self.published = 0
+        self.publisher = self.create_publisher(Image, "image", qos)
+        self.timer = self.create_timer(1.0 / rate, self._tick)
+        self.get_logger().info(f"publishing {source} at {rate:g} Hz on '{self.publisher.topic_name}'")
+
+    def _tick(self) -> None:
+        if self.publisher.get_subscription_count() < self.min_subscribers:
+            return
+        if self.max_frames and self.published >= self.max_frames:
+            self.timer.cancel()
+            return
+        item = next(self.frames, None)
+        if item is None:
+            self.get_logger().info(f"source exhausted after {self.published} frames")
+            self.timer.cancel()
+            return
+        name, bgr = item
+        image = bgr if self.encoding == "bgr8" else bgr[:, :, ::-1]
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        self.publisher.publish(array_to_image_msg(image, self.encoding, header))
+        self.published += 1
+        self.get_logger().debug(f"published {name}")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console script ``ladon_image_source``."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ImageSourceNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    except LadonError as exc:
+        rclpy.logging.get_logger("ladon_image_source").fatal(str(exc))
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,86 @@
+"""A node that collects one robot's pipeline outputs per camera frame (matched by header stamp).
+
+Used by the multi-process demo and by the DDS tests: it subscribes to the camera image, the compressed features
+and every server output, and records what arrived when.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ladon_msgs.msg import CompressedFeatures
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Classification, Detection2DArray
+
+OUTPUTS = ("detections", "classification", "segmentation", "overlay")
+
+
+def stamp_key(header) -> tuple[int, int]:
+    """Frame identity: the camera stamp."""
+    return (int(header.stamp.sec), int(header.stamp.nanosec))
+
+
+@dataclass
+class Frame:
+    """Everything recorded for one camera frame; ``*_at`` are wall-clock arrival times (time.time())."""
+
+    stamp: tuple[int, int]
+    image: Image | None = None
+    features: CompressedFeatures | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    arrived_at: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def stamp_s(self) -> float:
+        return self.stamp[0] + self.stamp[1] * 1e-9
+
+    def complete(self, outputs: tuple[str, ...], with_inputs: bool) -> bool:
+        """All ``outputs`` arrived (and, if ``with_inputs``, the camera image and the features too)."""
+        inputs_ok = not with_inputs or (self.image is not None and self.features is not None)
+        return inputs_ok and all(name in self.outputs for name in outputs)
+
+
+class Recorder(Node):
+    """Subscribes ``<ns>/image``, ``<ns>/ladon/features`` and the server outputs in ``<ns>/ladon/``."""
+
+    def __init__(self, namespace: str = "", outputs: tuple[str, ...] = OUTPUTS, record_images: bool = True,
+                 node_name: str = "ladon_recorder", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.outputs = outputs
+        self.record_images = record_images
+        self.frames: dict[tuple[int, int], Frame] = {}
+        self.lock = threading.Lock()
+        prefix = f"{namespace.rstrip('/')}/" if namespace else ""
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        types = {"detections": Detection2DArray, "classification": Classification, "segmentation": Image,
+                 "overlay": Image}
+        if record_images:
+            self.create_subscription(Image, f"{prefix}image", lambda m: self._store("image", m), reliable)
+        self.create_subscription(CompressedFeatures, f"{prefix}ladon/features",
+                                 lambda m: self._store("features", m), reliable)
+        for name in outputs:
+            self.create_subscription(types[name], f"{prefix}ladon/{name}",
+                                     lambda m, n=name: self._store(n, m), reliable)
+
+    def _store(self, kind: str, msg) -> None:
+        now = time.time()
+        with self.lock:
+            frame = self.frames.setdefault(stamp_key(msg.header), Frame(stamp_key(msg.header)))
+            frame.arrived_at[kind] = now
+            if kind == "image":
+                frame.image = msg
+            elif kind == "features":
+                frame.features = msg
+            else:
+                frame.outputs[kind] = msg
+
+    def completed(self) -> list[Frame]:
+        """Frames for which every expected output (and, when recording images, image and features) arrived."""
+        with self.lock:
+            return sorted((f for f in self.frames.values() if f.complete(self.outputs, self.record_images)),
+                          key=lambda f: f.stamp)
