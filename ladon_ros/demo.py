@@ -8,6 +8,7 @@ against raw RGB and JPEG, robot encode time, end-to-end latency per output).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -84,6 +85,15 @@ def _markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one_per_image(frames: list) -> list:
+    """The first complete frame of each distinct camera image (identified by its pixels), in arrival order."""
+    seen: dict[bytes, Any] = {}
+    for frame in frames:
+        key = hashlib.sha1(bytes(frame.image.data)).digest()
+        seen.setdefault(key, frame)
+    return list(seen.values())
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
@@ -111,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
         ladon.build_model(seed=0).save(model_path)
 
     launch_args = launcher.parse_args([
-        "split", "--model", model_path, "--source", str(args.images), "--rate", str(args.rate),
-        "--max-frames", str(len(images)), "--log-level", "warn",
+        "split", "--model", model_path, "--source", str(args.images), "--rate", str(args.rate), "--log-level", "warn",
         "--encoder-arg=-p=max_payload_bytes:=0", f"--encoder-arg=-p=torch_threads:={args.encoder_threads}",
         "--server-arg=-p=overlay.background:=image", "--server-arg=-p=queue_size:=8",
         # The camera waits for the encoder, the server (overlay background) and this recorder before its first frame.
@@ -134,12 +143,15 @@ def run(args: argparse.Namespace) -> int:
           f"(ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']})", flush=True)
     deadline = time.monotonic() + args.timeout
     try:
-        while time.monotonic() < deadline and len(recorder.completed()) < len(images) and runner.is_alive():
+        # The camera loops over the images; frames published before every subscription matched are simply missed
+        # (volatile DDS), so collect until each image has one complete frame.
+        while time.monotonic() < deadline and len(_one_per_image(recorder.completed())) < len(images) \
+                and runner.is_alive():
             time.sleep(0.2)
     finally:
         stop.set()
         runner.join(timeout=30)
-        frames = recorder.completed()
+        frames = _one_per_image(recorder.completed())
         executor.shutdown()
         recorder.destroy_node()
         rclpy.try_shutdown()
