@@ -18,6 +18,7 @@ MSG_SOURCES := $(wildcard ladon_msgs/msg/*.msg ladon_msgs/CMakeLists.txt ladon_m
 # provides it), test tools, and the project (editable).
 $(STAMP): requirements.txt setup.py $(MSG_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@touch $(VENV)/COLCON_IGNORE  # the venv holds ROS share/ trees; keep colcon from crawling it
 	$(PY) -m pip install --quiet --upgrade pip
 	vision=$$( ( ! $(PY) -m pip show -q vision-msgs-fallback >/dev/null 2>&1 && $(PY) -c 'import vision_msgs.msg' \
 	           2>/dev/null ) || echo ./third_party/vision_msgs ); \
