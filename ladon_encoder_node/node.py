@@ -35,6 +35,14 @@ class LadonEncoderNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("ladon_encoder", **kwargs)
+        try:
+            self._setup()
+        except BaseException:  # a configuration error must not leave a half-built node in the context
+            super().destroy_node()
+            raise
+
+    def _setup(self) -> None:
+        """Read the parameters, load the encoder and create the output, diagnostics and lazy-input timer."""
         model_path = declare(self, "model", "", "Ladon model file (full or encoder-only); only encoder weights load")
         random_weights = declare(self, "random_weights", False,
                                  "Use a randomly initialised model (seed 0) when no model file is given: testing only")
@@ -62,7 +70,7 @@ class LadonEncoderNode(Node):
         if model_path:
             self.encoder = ladon.load_encoder(model_path, device=device)
         elif random_weights:
-            self.get_logger().warn("no model given: using RANDOM weights (seed 0); outputs are meaningless")
+            self.get_logger().warning("no model given: using RANDOM weights (seed 0); outputs are meaningless")
             self.encoder = ladon.build_model(seed=0).encoder.to(device).eval()
         else:
             raise LadonError("parameter 'model' is required (or set random_weights:=true for testing)")
@@ -117,15 +125,17 @@ class LadonEncoderNode(Node):
             encode_ms = (time.perf_counter() - t0) * 1e3
         except LadonError as exc:
             self.stats.count("rejected_images", str(exc))
-            self.get_logger().warn(f"cannot encode frame: {exc}", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"cannot encode frame: {exc}", throttle_duration_sec=5.0)
             return
         if self.max_payload_bytes and packet.nbytes > self.max_payload_bytes:
             self.stats.count("dropped_oversize", f"{packet.nbytes} B > max_payload_bytes {self.max_payload_bytes}")
-            self.get_logger().warn(f"dropping frame: packet {packet.nbytes} B exceeds max_payload_bytes "
+            self.get_logger().warning(f"dropping frame: packet {packet.nbytes} B exceeds max_payload_bytes "
                                    f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
             return
         self.publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
-        age = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds * 1e-9
+        age = None  # an unstamped frame (stamp 0) has no age, not an age of 55 years
+        if msg.header.stamp.sec or msg.header.stamp.nanosec:
+            age = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds * 1e-9
         self.stats.frame(stamp_age_s=age, nbytes=packet.nbytes, timings_ms={"encode": encode_ms})
 
     def _publish_diagnostics(self) -> None:

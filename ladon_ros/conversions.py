@@ -116,14 +116,49 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
     return to_rgb8(np.ascontiguousarray(pixels), encoding)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+
+
+def _compressed_size(buf: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG or JPEG header, read before anything is decoded (no decompression bombs)."""
+    if buf.startswith(_PNG_SIGNATURE):
+        if len(buf) < 24 or buf[12:16] != b"IHDR":
+            raise InvalidImageError("truncated PNG header")
+        return int.from_bytes(buf[20:24], "big"), int.from_bytes(buf[16:20], "big")
+    if buf.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(buf):
+            if buf[pos] != 0xFF:
+                raise InvalidImageError(f"corrupt JPEG header at byte {pos}")
+            marker = buf[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+                pos += 2
+                continue
+            if marker in _JPEG_SOF:
+                if pos + 9 > len(buf):
+                    break
+                return int.from_bytes(buf[pos + 5:pos + 7], "big"), int.from_bytes(buf[pos + 7:pos + 9], "big")
+            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+                break
+            pos += 2 + int.from_bytes(buf[pos + 2:pos + 4], "big")
+        raise InvalidImageError("JPEG without a readable frame header")
+    raise InvalidImageError("compressed image is neither JPEG nor PNG")
+
+
 def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG/...) to HxWx3 uint8 RGB."""
-    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if buf.size == 0:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG, as compressed_image_transport sends) to HxWx3 uint8
+    RGB. The size in the header is checked against the caps before decoding."""
+    data = bytes(msg.data)
+    if not data:
         raise InvalidImageError("compressed image has no data")
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    _check_size(*_compressed_size(data))
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise InvalidImageError(f"cannot decode compressed image (format {msg.format!r}, {buf.size} bytes)")
+        raise InvalidImageError(f"cannot decode compressed image (format {msg.format!r}, {len(data)} bytes)")
     _check_size(image.shape[0], image.shape[1])
     return np.ascontiguousarray(image[:, :, ::-1])
 

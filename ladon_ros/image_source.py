@@ -33,35 +33,52 @@ def folder_frames(folder: str) -> list[str]:
 
 
 def iter_frames(source: str, loop: bool) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (name, BGR uint8 image) from a folder, a video file or ``bundled``; unreadable files are skipped."""
+    """Yield (name, BGR uint8 image) from a folder, a video file or ``bundled``; unreadable files are skipped.
+
+    The source is checked when this is called (a bad source raises :class:`LadonError` here, not at the first
+    frame); looping stops when a whole pass yields nothing.
+    """
     if source == "bundled":
         source = str(bundled_images_dir())
     if os.path.isdir(source):
-        files = folder_frames(source)
-        while True:
-            for path in files:
-                image = cv2.imread(path, cv2.IMREAD_COLOR)
-                if image is not None:
-                    yield os.path.basename(path), image
-            if not loop:
-                return
-    elif os.path.isfile(source):
-        while True:
-            capture = cv2.VideoCapture(source)
-            if not capture.isOpened():
-                raise LadonError(f"cannot open video {source}")
-            index = 0
+        return _folder_frames(folder_frames(source), loop)
+    if os.path.isfile(source):
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise LadonError(f"cannot open video {source}")
+        return _video_frames(source, capture, loop)
+    raise LadonError(f"source {source!r} is neither a folder, a video file nor 'bundled'")
+
+
+def _folder_frames(files: list[str], loop: bool) -> Iterator[tuple[str, np.ndarray]]:
+    while True:
+        count = 0
+        for path in files:
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is not None:
+                count += 1
+                yield os.path.basename(path), image
+        if not loop or count == 0:
+            return
+
+
+def _video_frames(source: str, capture: cv2.VideoCapture, loop: bool) -> Iterator[tuple[str, np.ndarray]]:
+    while True:
+        index = 0
+        try:
             while True:
                 ok, image = capture.read()
                 if not ok:
                     break
                 yield f"{os.path.basename(source)}#{index}", image
                 index += 1
+        finally:
             capture.release()
-            if not loop or index == 0:
-                return
-    else:
-        raise LadonError(f"source {source!r} is neither a folder, a video file nor 'bundled'")
+        if not loop or index == 0:
+            return
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise LadonError(f"cannot open video {source}")
 
 
 class ImageSourceNode(Node):
@@ -69,6 +86,13 @@ class ImageSourceNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("ladon_image_source", **kwargs)
+        try:
+            self._setup()
+        except BaseException:  # a configuration error must not leave a half-built node in the context
+            super().destroy_node()
+            raise
+
+    def _setup(self) -> None:
         source = declare(self, "source", "bundled", "Folder of images, a video file, or 'bundled' (demo images)")
         rate = declare(self, "rate_hz", 2.0, "Frames per second", min_value=0.01, max_value=1000.0)
         loop = declare(self, "loop", True, "Start again at the end of the source")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = split_commands(args)
     if args.dry_run:
         for c in commands:
-            print(" ".join(c.argv))
+            print(shlex.join(c.argv))
         return 0
     return run(commands, env=launch_env())
 

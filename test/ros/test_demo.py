@@ -1,0 +1,65 @@
+"""``python -m ladon_ros.demo`` end to end (source -> encoder -> server -> recorder as processes over DDS)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import pytest
+
+import ladon
+from ladon.heads import DetectionConfig
+from ladon_ros import demo
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    ladon.build_model("resnet18", num_bottleneck_channels=8, seed=0, preprocess=ladon.PreprocessConfig(input_size=128),
+                      detection=DetectionConfig(score_thresh=0.0, detections_per_img=5)).save(path)
+    return path
+
+
+def test_demo_writes_overlays_results_and_stats(tiny_model_path, tmp_path, monkeypatch):
+    # 215-232 are valid Linux domain ids that the other DDS tests (1-100) never use: a pipeline running in parallel
+    # on the same host (same domain, localhost discovery) would feed its frames to this recorder.
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(215 + os.getpid() % 18))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)  # the demo sets it; undone afterwards
+    out = tmp_path / "demo_output"
+    code = demo.main(["--model", str(tiny_model_path), "--max-frames", "1", "--rate", "2", "--timeout", "120",
+                      "--out", str(out)])
+    assert code == 0
+
+    overlay = cv2.imread(str(out / "overlays" / "frame_00.png"), cv2.IMREAD_UNCHANGED)
+    first_image = sorted(p for p in ladon.data.bundled_images_dir().iterdir())[0]
+    original = cv2.imread(str(first_image), cv2.IMREAD_COLOR)
+    assert overlay is not None and overlay.shape == original.shape  # our first image, at the camera resolution
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["frame_00.png"]
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"] == str(tiny_model_path) and results["random_weights"] is False
+    assert results["ros_domain_id"] == int(os.environ["ROS_DOMAIN_ID"])
+    (frame,) = results["frames"]
+    assert frame["frame_id"] == "camera"
+    assert len(frame["classification"]) == 5 and all(0 <= c["score"] <= 1 for c in frame["classification"])
+    assert isinstance(frame["detections"], list)
+    h, w = original.shape[:2]
+    assert sum(frame["segmentation_pixels_per_class_id"].values()) == h * w
+
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["frames"] == 1 and stats["fastdds_profile"].endswith("fastdds_shm.xml")
+    (row,) = stats["rows"]
+    assert row["original_size"] == [h, w] and row["raw_rgb_bytes"] == h * w * 3
+    assert row["payload_bytes"] > 0 and row["raw_over_payload"] > 1
+    assert row["jpeg_q75_bytes"] > 0 and row["jpeg_q90_bytes"] >= row["jpeg_q75_bytes"]
+    assert row["encode_ms"] > 0
+    latencies = row["latency_ms_since_stamp"]
+    assert {"features", "detections", "classification", "segmentation", "overlay"} <= set(latencies)
+    assert all(0 <= v < 120_000 for v in latencies.values())
+    assert latencies["features"] <= latencies["overlay"]
+
+    markdown = (out / "stats.md").read_text()
+    assert markdown.startswith("# Ladon split demo") and "RANDOM WEIGHTS" not in markdown
+    assert f"| 0 | {w}x{h} | {h * w * 3} |" in markdown and str(row["payload_bytes"]) in markdown

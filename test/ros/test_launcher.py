@@ -1,0 +1,222 @@
+"""ladon-launch (ladon_ros.launcher), launch/split.launch.py and config/split.yaml against the nodes' parameters."""
+
+from __future__ import annotations
+
+import importlib.util
+import py_compile
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rclpy.node import Node
+
+import ladon
+from ladon_encoder_node.node import LadonEncoderNode
+from ladon_ros import launcher
+from ladon_ros.image_source import ImageSourceNode
+from ladon_server_node.node import LadonServerNode
+
+REPO = Path(__file__).resolve().parents[2]
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]
+
+
+def _dry_run(capsys, *args: str) -> list[list[str]]:
+    assert launcher.main(["split", *args, "--dry-run"]) == 0
+    return [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _params(argv: list[str]) -> dict[str, str]:
+    """``-p name:=value`` items of a command line (later ones win, as in rcl)."""
+    return dict(argv[i + 1].split(":=", 1) for i, a in enumerate(argv) if a == "-p")
+
+
+def _remaps(argv: list[str]) -> dict[str, str]:
+    return dict(argv[i + 1].split(":=", 1) for i, a in enumerate(argv) if a == "-r")
+
+
+# --------------------------------------------------------------------------------------------- dry run
+def test_dry_run_prints_three_node_commands(capsys):
+    model = "/models/my model.pt"  # a space survives the printed command
+    source, encoder, server = _dry_run(capsys, "--model", model, "--namespace", "/robot1", "--image-topic",
+                                       "/camera/image_raw", "--tasks", "detection,segmentation", "--beta", "0.32",
+                                       "--device", "cuda:0", "--rate", "5", "--max-frames", "4")
+    assert [Path(c[0]).name for c in (source, encoder, server)] == ["ladon_image_source", "ladon_encoder",
+                                                                     "ladon_server"]
+    params_file = str(launcher.config_dir() / "split.yaml")
+    for argv in (source, encoder, server):
+        assert argv[1] == "--ros-args"
+        assert argv[argv.index("--params-file") + 1] == params_file
+        assert _remaps(argv)["__ns"] == "/robot1"
+        assert argv[argv.index("--log-level") + 1] == "info"
+    assert _remaps(source)["image"] == "/camera/image_raw" and _remaps(encoder)["image"] == "/camera/image_raw"
+    assert "image" not in _remaps(server)
+    assert _params(source) == {"source": "bundled", "rate_hz": "5.0", "max_frames": "4", "loop": "false"}
+    for argv in (encoder, server):
+        p = _params(argv)
+        assert (p["model"], p["random_weights"], p["beta"]) == (model, "false", "0.32")
+    assert _params(encoder)["device"] == "cpu" and _params(server)["device"] == "cuda:0"
+    p = _params(server)
+    assert (p["tasks.classification"], p["tasks.detection"], p["tasks.segmentation"]) == ("false", "true", "true")
+
+
+def test_use_source_false_drops_the_image_source(capsys):
+    commands = _dry_run(capsys, "--random-weights", "--use-source", "false")
+    assert [Path(c[0]).name for c in commands] == ["ladon_encoder", "ladon_server"]
+    assert "model" not in _params(commands[0]) and _params(commands[0])["random_weights"] == "true"
+    assert all("__ns" not in _remaps(c) for c in commands)
+
+
+def test_extra_node_arguments_land_in_their_command(capsys):
+    source, encoder, server = _dry_run(capsys, "--random-weights", "--encoder-arg=-p=x:=1",
+                                       "--encoder-arg=-p=max_payload_bytes:=0", "--server-arg=-p=queue_size:=8",
+                                       "--source-arg=-p=min_subscribers:=3")
+    assert encoder[-4:] == ["-p", "x:=1", "-p", "max_payload_bytes:=0"]
+    assert server[-2:] == ["-p", "queue_size:=8"] and source[-2:] == ["-p", "min_subscribers:=3"]
+    assert "x" not in _params(server) and "queue_size" not in _params(encoder)
+
+
+def test_params_file_can_be_replaced(capsys, tmp_path):
+    custom = tmp_path / "mine.yaml"
+    commands = _dry_run(capsys, "--random-weights", "--params-file", str(custom), "--log-level", "warn")
+    assert all(c[c.index("--params-file") + 1] == str(custom) for c in commands)
+    assert all(c[c.index("--log-level") + 1] == "warn" for c in commands)
+
+
+def test_unknown_task_is_an_error():
+    with pytest.raises(SystemExit, match=r"unknown task\(s\) \['tracking'\]"):
+        launcher.main(["split", "--random-weights", "--tasks", "detection,tracking", "--dry-run"])
+
+
+def test_no_model_without_random_weights_exits_2(capsys):
+    assert launcher.main(["split", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert "--model is required" in captured.err and captured.out == ""
+
+
+def test_config_dir_finds_the_checkout_config():
+    folder = launcher.config_dir()
+    assert folder == REPO / "config"
+    assert (folder / "split.yaml").is_file() and (folder / "fastdds_shm.xml").is_file()
+
+
+def test_launch_env_sets_fastdds_profile_unless_already_set(monkeypatch):
+    env = launcher.launch_env({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_shm.xml")}
+    assert launcher.launch_env({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})["FASTDDS_DEFAULT_PROFILES_FILE"] == \
+        "/mine.xml"
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/from_env.xml")
+    monkeypatch.setenv("LADON_TEST_MARKER", "1")
+    env = launcher.launch_env()
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == "/from_env.xml" and env["LADON_TEST_MARKER"] == "1"
+
+
+# --------------------------------------------------------------------------------------------- run
+def test_run_stops_every_process_when_the_event_is_set():
+    stop = threading.Event()
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    start = time.monotonic()
+    try:
+        code = launcher.run([launcher.NodeCommand("a", SLEEPER), launcher.NodeCommand("b", SLEEPER)], stop=stop)
+    finally:
+        timer.cancel()
+    assert code == 0
+    assert time.monotonic() - start < 8.0
+
+
+def test_run_returns_the_failing_exit_code_and_stops_the_rest(capsys):
+    start = time.monotonic()
+    code = launcher.run([launcher.NodeCommand("sleeper", SLEEPER),
+                         launcher.NodeCommand("failing", [sys.executable, "-c", "import sys; sys.exit(3)"])])
+    assert code == 3
+    assert time.monotonic() - start < 8.0
+    assert "failing exited with code 3; stopping the others" in capsys.readouterr().err
+
+
+def test_run_returns_0_when_every_process_succeeds():
+    ok = [sys.executable, "-c", "pass"]
+    assert launcher.run([launcher.NodeCommand("a", ok), launcher.NodeCommand("b", ok)]) == 0
+
+
+def test_run_stops_after_the_time_limit_and_passes_the_environment(tmp_path):
+    out = tmp_path / "env.txt"
+    writer = [sys.executable, "-c", f"import os, time; open({str(out)!r}, 'w').write(os.environ['LADON_X']); "
+              "time.sleep(30)"]
+    start = time.monotonic()
+    assert launcher.run([launcher.NodeCommand("w", writer)], env={"LADON_X": "42"}, stop_after=1.5) == 0
+    assert time.monotonic() - start < 8.0
+    assert out.read_text() == "42"
+
+
+# --------------------------------------------------------------------------------------------- launch file
+def test_launch_file_is_valid_python(tmp_path):
+    py_compile.compile(str(REPO / "launch" / "split.launch.py"), cfile=str(tmp_path / "split.pyc"), doraise=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
+                    reason="launch_ros is not installable from PyPI (needs a ROS 2 install)")
+def test_launch_file_builds_its_description():
+    spec = importlib.util.spec_from_file_location("split_launch", REPO / "launch" / "split.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {getattr(e, "name", None) for e in description.entities}
+    assert {"namespace", "model", "tasks", "use_source", "params_file"} <= names
+
+
+# --------------------------------------------------------------------------------------------- split.yaml
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def split_yaml() -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load((REPO / "config" / "split.yaml").read_text())
+    return {section.split("/")[-1]: _flatten(body["ros__parameters"]) for section, body in data.items()}
+
+
+def test_split_yaml_has_one_section_per_node(split_yaml):
+    assert set(split_yaml) == {"ladon_image_source", "ladon_encoder", "ladon_server"}
+    data = yaml.safe_load((REPO / "config" / "split.yaml").read_text())
+    assert all(section.startswith("/**/") for section in data)  # matches the nodes in any namespace
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    ladon.build_model("resnet18", num_bottleneck_channels=8, seed=0,
+                      preprocess=ladon.PreprocessConfig(input_size=128)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("node_class", [ImageSourceNode, LadonEncoderNode, LadonServerNode],
+                         ids=["ladon_image_source", "ladon_encoder", "ladon_server"])
+def test_split_yaml_sets_only_declared_parameters_and_they_apply(ros_context, split_yaml, tiny_model_path,
+                                                                 node_class):
+    """Each node started with the params file (namespaced, so the /** wildcard is exercised) declares every key
+    the file sets for it, with the file's value and type."""
+    node: Node = node_class(context=ros_context, namespace="/yaml_check", cli_args=[
+        "--ros-args", "--params-file", str(REPO / "config" / "split.yaml"), "-p", f"model:={tiny_model_path}"])
+    try:
+        expected = split_yaml[node.get_name()]
+        declared = set(node.list_parameters([], 0).names)
+        assert set(expected) - declared == set(), f"{node.get_name()}: split.yaml sets undeclared parameters"
+        for key, value in expected.items():
+            if key == "model":
+                continue
+            got = node.get_parameter(key).value
+            assert (list(got) if isinstance(value, list) else got) == value, key
+            assert type(got) is type(value) or isinstance(value, list), key
+    finally:
+        node.destroy_node()
