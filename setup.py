@@ -41,6 +41,8 @@ setup(
         "reference": ["sc2bench==0.1.1"],
         # ResNeSt-269e backbone (C=32).
         "resnest": ["timm>=0.9"],
+        # Training, evaluation and the offline dataset generator.
+        "train": ["pycocotools>=2.0.7", "matplotlib>=3.7", "tqdm>=4.60", "pyyaml>=6"],
         "dev": ["pytest", "hypothesis", "ruff"],
     },
     entry_points={"console_scripts": [

@@ -1,0 +1,1 @@
+"""Evaluation metrics: top-k accuracy, COCO box AP, segmentation mIoU, rate statistics, input-compression codecs."""
