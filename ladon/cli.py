@@ -1,4 +1,4 @@
-"""The ``ladon`` command: ``encode`` (robot side), ``infer`` (server side), ``convert`` and ``bench``.
+"""The ``ladon`` command: ``encode`` (robot side), ``infer`` (server side), ``convert``, ``bench`` and ``synth``.
 
 Every :class:`~ladon.errors.LadonError` and unreadable file ends the command with one ``error: ...`` line on stderr
 and exit status 2 (no traceback).
@@ -256,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description=bench.DESCRIPTION)
     bench.add_arguments(p)
     p.set_defaults(func=bench.run)
+
+    from .datasets import synth  # imported here: the generator needs pycocotools (the 'train' extra)
+
+    p = sub.add_parser("synth", help="generate the offline multi-task dataset (ladon-shapes)",
+                       description=synth.__doc__)
+    synth.add_arguments(p)
+    p.set_defaults(func=synth.run)
     return parser
 
 
