@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description=synth.__doc__)
     synth.add_arguments(p)
     p.set_defaults(func=synth.run)
+
+    # Listed for --help; `main` hands `ladon train ...` to ladon.train.pipeline.train_main before parsing.
+    sub.add_parser("train", help="train a Ladon model through the authors' stages (teacher, A1, A2, B, C); "
+                   "see `ladon train --help`")
     return parser
 
 
@@ -280,6 +284,11 @@ def run_guarded(func: Any, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ladon`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from .train.pipeline import train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

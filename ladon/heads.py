@@ -3,6 +3,9 @@
 * classification: global average pool + ``fc`` (layer4, stride 32);
 * detection: torchvision Faster R-CNN parts (FPN over the four features, RPN, RoI heads) with torchvision's defaults;
 * segmentation: torchvision ``DeepLabHead`` on layer4 at output stride 32 (ASPP rates 12/24/36), upsampled.
+
+The published defaults (``fpn_channels=256``, ``representation_size=1024``, ``aspp_channels=256``) give exactly the
+authors' heads; smaller values give small heads for models trained offline.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+from torchvision.models.segmentation.deeplabv3 import ASPP
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
@@ -40,6 +43,8 @@ class DetectionConfig:
     """Inference settings of the detection head (torchvision's Faster R-CNN defaults, as the authors used)."""
 
     fpn_channels: int = 256
+    representation_size: int = 1024
+    """Width of the box head's two fully connected layers (torchvision ``TwoMLPHead``)."""
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
@@ -66,7 +71,8 @@ class DetectionHead(nn.Module):
         )
         self.roi_heads = RoIHeads(
             MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
-            TwoMLPHead(c * 7 * 7, 1024), FastRCNNPredictor(1024, num_classes),
+            TwoMLPHead(c * 7 * 7, config.representation_size),
+            FastRCNNPredictor(config.representation_size, num_classes),
             fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=512, positive_fraction=0.25,
             bbox_reg_weights=None, score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
             detections_per_img=config.detections_per_img,
@@ -88,12 +94,32 @@ class DetectionHead(nn.Module):
         return detections
 
 
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Architecture of the segmentation head (the default is torchvision's ``DeepLabHead``)."""
+
+    aspp_channels: int = 256
+
+
+def deeplab_head(in_channels: int, num_classes: int, channels: int = 256,
+                 atrous_rates: tuple[int, ...] = (12, 24, 36)) -> nn.Sequential:
+    """torchvision's ``DeepLabHead`` with ``channels`` ASPP/output channels (identical modules and key names, and the
+    same initialisation order, when ``channels`` is 256): ASPP, conv3x3, BN, ReLU, conv1x1 to ``num_classes``."""
+    return nn.Sequential(
+        ASPP(in_channels, atrous_rates, channels),
+        nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, num_classes, 1),
+    )
+
+
 class SegmentationHead(nn.Module):
     """DeepLabv3 head on layer4; logits are upsampled bilinearly to the padded input size."""
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int, config: SegmentationConfig = SegmentationConfig()) -> None:
         super().__init__()
-        self.classifier = DeepLabHead(in_channels, num_classes)
+        self.classifier = deeplab_head(in_channels, num_classes, config.aspp_channels)
 
     def forward(self, layer4: torch.Tensor, padded_size: tuple[int, int]) -> torch.Tensor:
         """Return logits (N, num_classes, Hp, Wp)."""

@@ -17,7 +17,7 @@ from .bottleneck import remap_entropy_bottleneck_keys, resize_cdf_buffers
 from .classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
 from .encoder import LadonEncoder, tensors_digest
 from .errors import CheckpointError, LadonError, StateDictMismatchError
-from .heads import DetectionConfig
+from .heads import DetectionConfig, SegmentationConfig
 from .preprocess import PreprocessConfig
 from .server import TASKS, LadonServer, normalize_tasks
 
@@ -40,6 +40,7 @@ class LadonConfig:
     segmentation_classes: tuple[str, ...] = VOC_CLASSES
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
@@ -67,7 +68,7 @@ class LadonConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LadonConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take their defaults (older files)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -77,11 +78,12 @@ class LadonConfig:
             if name in kw:
                 kw[name] = tuple(kw[name])
         if "preprocess" in kw:
-            p = dict(kw["preprocess"])
-            p["mean"], p["std"] = tuple(p["mean"]), tuple(p["std"])
+            p = {k: tuple(v) if k in ("mean", "std") else v for k, v in kw["preprocess"].items()}
             kw["preprocess"] = PreprocessConfig(**p)
         if "detection" in kw:
             kw["detection"] = DetectionConfig(**kw["detection"])
+        if "segmentation" in kw:
+            kw["segmentation"] = SegmentationConfig(**kw["segmentation"])
         return cls(**kw)
 
 
@@ -102,7 +104,7 @@ class LadonModel(nn.Module):
             entropy_bottleneck=self.encoder.entropy_bottleneck, body=body, fc=fc,
             stage_channels=spec.stage_channels, tasks=config.tasks, class_names=config.class_names,
             detection_config=config.detection, preprocess_config=config.preprocess,
-            model_id=config.model_id, beta=config.beta)
+            model_id=config.model_id, beta=config.beta, segmentation_config=config.segmentation)
         self.weights_source = "random"
         self.eval()
 
@@ -182,7 +184,7 @@ def build_model(backbone: str = "resnet50", num_bottleneck_channels: int | None 
                 model_id: str = "", tasks: Sequence[str] = TASKS, classification_classes: Sequence[str] | None = None,
                 detection_classes: Sequence[str] | None = None, segmentation_classes: Sequence[str] | None = None,
                 preprocess: PreprocessConfig | None = None, detection: DetectionConfig | None = None,
-                seed: int | None = None) -> LadonModel:
+                segmentation: SegmentationConfig | None = None, seed: int | None = None) -> LadonModel:
     """Build a randomly initialised Ladon model (nothing is downloaded) with its entropy model ready to code.
 
     ``num_bottleneck_channels`` defaults to the published value for the backbone (24 for ResNet-50, 32 for
@@ -199,6 +201,7 @@ def build_model(backbone: str = "resnet50", num_bottleneck_channels: int | None 
         detection_classes=tuple(detection_classes or COCO_CLASSES),
         segmentation_classes=tuple(segmentation_classes or VOC_CLASSES),
         preprocess=preprocess or PreprocessConfig(), detection=detection or DetectionConfig(),
+        segmentation=segmentation or SegmentationConfig(),
     )
     model = LadonModel(config)
     model.update(force=True)

@@ -22,7 +22,7 @@ from .errors import (
     UnknownTaskError,
     UnsupportedVersionError,
 )
-from .heads import ClassificationHead, DetectionHead, SegmentationHead
+from .heads import ClassificationHead, DetectionHead, SegmentationConfig, SegmentationHead
 from .packet import SUPPORTED_CODEC_VERSIONS, Packet
 from .preprocess import PreprocessConfig, compute_geometry
 from .results import Classification, Detections, Result, Segmentation
@@ -65,13 +65,14 @@ class LadonServer(nn.Module):
     def build(cls, *, entropy_bottleneck: EntropyBottleneck, body: SharedBody, fc: nn.Linear,
               stage_channels: tuple[int, int, int, int], tasks: Sequence[str],
               class_names: dict[str, tuple[str, ...]], detection_config, preprocess_config: PreprocessConfig,
-              model_id: str, beta: float) -> LadonServer:
+              model_id: str, beta: float, segmentation_config: SegmentationConfig | None = None) -> LadonServer:
         """Assemble a server with heads for ``tasks`` (random initialisation)."""
         synthesis = build_synthesis(entropy_bottleneck.channels, stage_channels[0])
         cls_head = ClassificationHead(fc) if "classification" in tasks else None
         det_head = (DetectionHead(stage_channels, len(class_names["detection"]), detection_config)
                     if "detection" in tasks else None)
-        seg_head = (SegmentationHead(stage_channels[3], len(class_names["segmentation"]))
+        seg_head = (SegmentationHead(stage_channels[3], len(class_names["segmentation"]),
+                                     segmentation_config or SegmentationConfig())
                     if "segmentation" in tasks else None)
         return cls(entropy_bottleneck, synthesis, body, cls_head, det_head, seg_head, class_names=class_names,
                    preprocess_config=preprocess_config, model_id=model_id, beta=beta)

@@ -1,0 +1,273 @@
+"""Training data: data sets named in the config, augmentations and padded batches.
+
+Every training input goes through :func:`ladon.preprocess.preprocess` (normalise, resize the long side to
+``input_size``, zero-pad to a multiple of 32), after the task's augmentations on the uint8 image:
+
+* classification (``imagefolder``): random resized crop to ``input_size`` squared (``random_resized_crop``,
+  ``crop_scale``), horizontal flip;
+* detection (``coco``): horizontal flip (boxes too); boxes are scaled to the resized image; images without boxes are
+  dropped (``remove_empty``), as in the authors' "train2017 annotated images only";
+* segmentation (``voc``, ``coco_segmentation``): horizontal flip (mask too), optional random square resize
+  (``random_resize: [lo, hi]``) and random crop (``crop_size``, image padded with 0 and mask with 255); the mask
+  is resized (nearest) to the resized image and padded with 255 (ignored).
+
+Batches are padded (image 0, mask 255) to the largest padded size in the batch.
+
+Data set entries (``data.NAME`` in the config) take ``type`` plus: ``imagefolder``: ``root, split``; ``coco``:
+``images_dir, ann_file``; ``voc``: ``root, split``; ``coco_segmentation``: ``images_dir, ann_file, category_map``
+(COCO category id -> class id; ``voc``: the 20 VOC categories, :data:`VOC_CATEGORY_MAP`; default: the category
+ids themselves), ``min_area`` (keep images whose mapped
+annotations cover more than this many pixels; the torchvision/authors' COCO-to-VOC rule uses 1000). Optional for
+all: ``hflip`` (probability, 0.5), ``limit`` (use only the first N items).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset, Subset
+from torchvision.transforms import RandomResizedCrop
+
+from ..datasets.loaders import CocoDetection, ImageFolderClassification, VOCSegmentation
+from ..preprocess import PreprocessConfig, preprocess
+from ..visualize import read_image
+from .config import DATASET_TYPES, TrainConfigError
+
+IGNORE_INDEX = 255
+
+VOC_CATEGORY_MAP = {5: 1, 2: 2, 16: 3, 9: 4, 44: 5, 6: 6, 3: 7, 17: 8, 62: 9, 21: 10, 67: 11, 18: 12, 19: 13, 4: 14,
+                    1: 15, 64: 16, 20: 17, 63: 18, 7: 19, 72: 20}
+"""COCO category id -> VOC class id (torchvision's segmentation references ``CAT_LIST``, as the authors used)."""
+
+
+class CocoSegmentation(Dataset):
+    """COCO instance annotations rendered as class-id masks: ``(image, HxW uint8 mask)``.
+
+    Pixels of overlapping instances are set to 255 (ignored), as in torchvision's ``ConvertCocoPolysToMask``.
+    """
+
+    def __init__(self, images_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str],
+                 category_map: dict[int, int] | None = None, min_area: float = 0.0) -> None:
+        self.images_dir = Path(images_dir)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO(os.fspath(ann_file))
+        self.category_map = ({int(k): int(v) for k, v in category_map.items()} if category_map is not None
+                             else {int(c): int(c) for c in self.coco.getCatIds()})
+        self.ids = []
+        for image_id in sorted(self.coco.imgs):
+            anns = [a for a in self.coco.imgToAnns[image_id] if a["category_id"] in self.category_map]
+            if anns and sum(a["area"] for a in anns) > min_area:
+                self.ids.append(image_id)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_id = self.ids[index]
+        info = self.coco.imgs[image_id]
+        image = read_image(self.images_dir / info["file_name"])
+        h, w = image.shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        count = np.zeros((h, w), np.uint8)
+        for ann in self.coco.imgToAnns[image_id]:
+            class_id = self.category_map.get(ann["category_id"])
+            if class_id is None:
+                continue
+            segmentation = ann["segmentation"]
+            if isinstance(segmentation, list):
+                rles = mask_utils.frPyObjects(segmentation, h, w)
+                rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
+            elif isinstance(segmentation["counts"], list):
+                rle = mask_utils.frPyObjects(segmentation, h, w)
+            else:
+                rle = segmentation
+            m = mask_utils.decode(rle).astype(bool)
+            mask[m] = np.maximum(mask[m], class_id)
+            count[m] += 1
+        mask[count > 1] = IGNORE_INDEX
+        return image, mask
+
+
+class ClassificationTransform:
+    """Random resized crop (optional) + horizontal flip + preprocessing: ``(image, label) -> (x, label)``."""
+
+    def __init__(self, config: PreprocessConfig, hflip: float = 0.5, random_resized_crop: bool = True,
+                 crop_scale: Sequence[float] = (0.08, 1.0)) -> None:
+        self.config = config
+        self.hflip = hflip
+        self.crop = RandomResizedCrop(config.input_size, scale=tuple(crop_scale)) if random_resized_crop else None
+
+    def __call__(self, image: np.ndarray, label: int) -> tuple[torch.Tensor, int]:
+        if self.crop is not None:
+            h, w = image.shape[:2]
+            top, left, ch, cw = self.crop.get_params(torch.empty(1, 1, 1).expand(3, h, w), self.crop.scale,
+                                                     self.crop.ratio)
+            size = self.config.input_size
+            image = cv2.resize(image[top:top + ch, left:left + cw], (size, size), interpolation=cv2.INTER_LINEAR)
+        if float(torch.rand(())) < self.hflip:
+            image = image[:, ::-1]
+        x, _ = preprocess(np.ascontiguousarray(image), self.config)
+        return x[0], int(label)
+
+
+class DetectionTransform:
+    """Horizontal flip + preprocessing; boxes follow the flip and the resize, degenerate boxes are dropped."""
+
+    def __init__(self, config: PreprocessConfig, hflip: float = 0.5) -> None:
+        self.config = config
+        self.hflip = hflip
+
+    def __call__(self, image: np.ndarray, target: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        boxes = target["boxes"].clone().float().reshape(-1, 4)
+        labels = target["labels"].clone().long()
+        w = image.shape[1]
+        if float(torch.rand(())) < self.hflip:
+            image = image[:, ::-1]
+            boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+        x, geometry = preprocess(np.ascontiguousarray(image), self.config)
+        (oh, ow), (rh, rw) = geometry.original_size, geometry.resized_size
+        boxes = boxes * torch.tensor([rw / ow, rh / oh, rw / ow, rh / oh])
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return x[0], {"boxes": boxes[keep], "labels": labels[keep], "image_size": (rh, rw)}
+
+
+class SegmentationTransform:
+    """Horizontal flip, optional random square resize and random crop, preprocessing; the mask follows."""
+
+    def __init__(self, config: PreprocessConfig, hflip: float = 0.5, random_resize: Sequence[int] | None = None,
+                 crop_size: int | None = None) -> None:
+        self.config = config
+        self.hflip = hflip
+        self.random_resize = tuple(random_resize) if random_resize else None
+        self.crop_size = crop_size
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if float(torch.rand(())) < self.hflip:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if self.random_resize is not None:
+            lo, hi = self.random_resize
+            s = int(torch.randint(lo, hi + 1, ()))
+            image = cv2.resize(np.ascontiguousarray(image), (s, s), interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(np.ascontiguousarray(mask), (s, s), interpolation=cv2.INTER_NEAREST)
+        if self.crop_size is not None:
+            c = self.crop_size
+            h, w = mask.shape
+            ph, pw = max(c - h, 0), max(c - w, 0)
+            if ph or pw:
+                image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+                mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+            top = int(torch.randint(0, mask.shape[0] - c + 1, ()))
+            left = int(torch.randint(0, mask.shape[1] - c + 1, ()))
+            image, mask = image[top:top + c, left:left + c], mask[top:top + c, left:left + c]
+        x, geometry = preprocess(np.ascontiguousarray(image), self.config)
+        rh, rw = geometry.resized_size
+        mask = np.ascontiguousarray(mask)
+        if mask.shape != (rh, rw):
+            mask = cv2.resize(mask, (rw, rh), interpolation=cv2.INTER_NEAREST)
+        ph, pw = geometry.padded_size
+        padded = torch.full((ph, pw), IGNORE_INDEX, dtype=torch.int64)
+        padded[:rh, :rw] = torch.from_numpy(mask).long()
+        return x[0], padded
+
+
+class TransformedDataset(Dataset):
+    """Apply ``transform(*item)`` to every item of ``dataset``."""
+
+    def __init__(self, dataset: Dataset, transform: Callable[..., Any], task: str) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.task = task
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.transform(*self.dataset[index])
+
+
+def _annotated_indices(dataset: CocoDetection) -> list[int]:
+    """Indices of images with at least one usable (non-crowd, positive-size) box."""
+    def usable(ann: dict[str, Any]) -> bool:
+        return not ann.get("iscrowd", 0) and ann["bbox"][2] > 0 and ann["bbox"][3] > 0
+    return [i for i, image_id in enumerate(dataset.ids) if any(usable(a) for a in dataset.coco.imgToAnns[image_id])]
+
+
+def build_dataset(spec: dict[str, Any], config: PreprocessConfig) -> TransformedDataset:
+    """Build a training data set from a ``data.NAME`` entry (see the module docstring)."""
+    spec = dict(spec)
+    kind = spec.pop("type")
+    limit = spec.pop("limit", None)
+    allowed = {"imagefolder": {"root", "split", "hflip", "random_resized_crop", "crop_scale"},
+               "coco": {"images_dir", "ann_file", "hflip", "remove_empty"},
+               "voc": {"root", "split", "hflip", "random_resize", "crop_size"},
+               "coco_segmentation": {"images_dir", "ann_file", "category_map", "min_area", "hflip", "random_resize",
+                                     "crop_size"}}[kind]
+    unknown = set(spec) - allowed
+    if unknown:
+        raise TrainConfigError(f"data set type {kind}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    hflip = float(spec.pop("hflip", 0.5))
+    base: Dataset
+    if kind == "imagefolder":
+        base = ImageFolderClassification(spec["root"], spec["split"])
+        transform: Callable[..., Any] = ClassificationTransform(
+            config, hflip, bool(spec.get("random_resized_crop", True)), spec.get("crop_scale", (0.08, 1.0)))
+    elif kind == "coco":
+        coco = CocoDetection(spec["images_dir"], spec["ann_file"])
+        base = Subset(coco, _annotated_indices(coco)) if spec.get("remove_empty", True) else coco
+        transform = DetectionTransform(config, hflip)
+    else:
+        if kind == "voc":
+            base = VOCSegmentation(spec["root"], spec["split"])
+        else:
+            category_map = spec.get("category_map")
+            base = CocoSegmentation(spec["images_dir"], spec["ann_file"],
+                                    VOC_CATEGORY_MAP if category_map == "voc" else category_map,
+                                    float(spec.get("min_area", 0.0)))
+        transform = SegmentationTransform(config, hflip, spec.get("random_resize"), spec.get("crop_size"))
+    if limit is not None:
+        base = Subset(base, range(min(int(limit), len(base))))
+    if len(base) == 0:
+        raise TrainConfigError(f"data set {kind} {spec} is empty")
+    return TransformedDataset(base, transform, DATASET_TYPES[kind])
+
+
+def _pad_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    h = max(int(x.shape[-2]) for x in images)
+    w = max(int(x.shape[-1]) for x in images)
+    return torch.stack([F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2])) for x in images])
+
+
+def collate_classification(batch: Sequence[tuple[torch.Tensor, int]]) -> dict[str, Any]:
+    """Pad to the largest image: ``{"images": N3HW, "labels": N}``."""
+    return {"images": _pad_images([x for x, _ in batch]), "labels": torch.tensor([y for _, y in batch])}
+
+
+def collate_detection(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> dict[str, Any]:
+    """Pad to the largest image: ``{"images", "targets": [{"boxes", "labels"}], "image_sizes": [(h, w)]}``."""
+    return {"images": _pad_images([x for x, _ in batch]),
+            "targets": [{"boxes": t["boxes"], "labels": t["labels"]} for _, t in batch],
+            "image_sizes": [tuple(t["image_size"]) for _, t in batch]}
+
+
+def collate_segmentation(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """Pad to the largest image: ``{"images": N3HW, "masks": NHW int64}`` (masks padded with 255)."""
+    images = _pad_images([x for x, _ in batch])
+    h, w = images.shape[-2:]
+    masks = torch.stack([F.pad(m, (0, w - m.shape[-1], 0, h - m.shape[-2]), value=IGNORE_INDEX) for _, m in batch])
+    return {"images": images, "masks": masks}
+
+
+COLLATE = {"classification": collate_classification, "detection": collate_detection,
+           "segmentation": collate_segmentation}
+"""Task -> collate function."""
