@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
@@ -24,6 +23,7 @@ import ladon
 from ladon.errors import LadonError
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
+from ladon_ros.node_main import run_node
 from ladon_ros.params import check_model_identity, declare, declare_qos
 
 DEFAULT_MAX_PAYLOAD_BYTES = 60_000
@@ -146,20 +146,6 @@ class LadonEncoderNode(Node):
         self.diagnostics.publish(array)
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     """Console script ``ladon_encoder``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LadonEncoderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except LadonError as exc:
-        rclpy.logging.get_logger("ladon_encoder").fatal(str(exc))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+    return run_node(LadonEncoderNode, "ladon_encoder", args)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -19,6 +18,7 @@ from std_msgs.msg import Header
 from ladon.data import bundled_images_dir
 from ladon.errors import LadonError
 from ladon_ros.conversions import array_to_image_msg
+from ladon_ros.node_main import run_node
 from ladon_ros.params import declare, declare_qos
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -129,19 +129,6 @@ class ImageSourceNode(Node):
         self.get_logger().debug(f"published {name}")
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     """Console script ``ladon_image_source``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ImageSourceNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except LadonError as exc:
-        rclpy.logging.get_logger("ladon_image_source").fatal(str(exc))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(ImageSourceNode, "ladon_image_source", args)

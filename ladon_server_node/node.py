@@ -16,12 +16,10 @@ import threading
 import traceback
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -44,6 +42,7 @@ from ladon_ros.conversions import (
     segmentation_msg,
 )
 from ladon_ros.diagnostics import StreamStats
+from ladon_ros.node_main import run_node
 from ladon_ros.params import check_model_identity, declare, declare_qos
 
 NODE_NAME = "ladon_server"
@@ -332,21 +331,7 @@ class LadonServerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``ladon_server``: spin the node until Ctrl-C; exit 1 on a configuration error."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LadonServerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except LadonError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(LadonServerNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":
