@@ -1,4 +1,4 @@
-"""The ``ladon`` command: ``encode`` (robot side), ``infer`` (server side), ``convert``, ``bench`` and ``synth``.
+"""The ``ladon`` command: ``encode``, ``infer``, ``convert``, ``bench``, ``synth``, ``train`` and ``eval``.
 
 Every :class:`~ladon.errors.LadonError` and unreadable file ends the command with one ``error: ...`` line on stderr
 and exit status 2 (no traceback).
@@ -264,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_arguments(p)
     p.set_defaults(func=synth.run)
 
-    # Listed for --help; `main` hands `ladon train ...` to ladon.train.pipeline.train_main before parsing.
+    # Listed for --help; `main` hands `ladon train|eval ...` to their own parsers before parsing.
     sub.add_parser("train", help="train a Ladon model through the authors' stages (teacher, A1, A2, B, C); "
                    "see `ladon train --help`")
+    sub.add_parser("eval", help="rate-accuracy evaluation of Ladon models and JPEG/WebP baselines; "
+                   "see `ladon eval --help`")
     return parser
 
 
@@ -289,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train.pipeline import train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["eval"]:
+        from .evaluation.evaluate import eval_main
+
+        return eval_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

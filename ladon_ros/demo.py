@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+import ladon
 from ladon.data import bundled_images_dir
 
 DEFAULT_MODEL = Path("models") / "demo.pt"
@@ -66,8 +67,8 @@ def _results_entry(frame) -> dict[str, Any]:
 def _markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     lines = ["# Ladon split demo (separate processes over DDS)", ""]
     if header["random_weights"]:
-        lines += ["> **RANDOM WEIGHTS: no trained model was found, so predictions are meaningless and packets are "
-                  "as large as an untrained entropy model makes them. Timings and the pipeline are real.**", ""]
+        lines += ["> **RANDOM WEIGHTS: the model is untrained, so predictions are meaningless and packets are as "
+                  "large as an untrained entropy model makes them. Timings and the pipeline are real.**", ""]
     lines += [f"- Model: `{header['model']}`; ROS_DOMAIN_ID {header['ros_domain_id']}; "
               f"{header['frames']} frames; Fast DDS profile `{header['fastdds_profile']}`", "",
               "| frame | size | raw RGB B | JPEG q75 B | JPEG q90 B | Ladon packet B | raw/packet | encode ms | "
@@ -110,18 +111,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no images in {args.images}", file=sys.stderr)
         return 2
     tmp = tempfile.TemporaryDirectory(prefix="ladon-demo-")
+    source_dir = Path(tmp.name) / "images"  # exactly the selected images, for the looping camera
+    source_dir.mkdir()
+    for image in images:
+        (source_dir / image.name).symlink_to(image.resolve())
     model_path = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
-    random_weights = not model_path
-    if random_weights:
-        import ladon
-
+    random_weights = not model_path or ladon.load_encoder(model_path).random_weights
+    model_label = model_path or "random weights (seed 0)"
+    if not model_path:
         print("WARNING: no trained model (models/demo.pt or --model): running with RANDOM weights; outputs are "
               "meaningless", flush=True)
         model_path = str(Path(tmp.name) / "random.pt")
         ladon.build_model(seed=0).save(model_path)
 
     launch_args = launcher.parse_args([
-        "split", "--model", model_path, "--source", str(args.images), "--rate", str(args.rate), "--log-level", "warn",
+        "split", "--model", model_path, "--source", str(source_dir), "--rate", str(args.rate), "--log-level", "warn",
         "--encoder-arg=-p=max_payload_bytes:=0", f"--encoder-arg=-p=torch_threads:={args.encoder_threads}",
         "--server-arg=-p=overlay.background:=image", "--server-arg=-p=queue_size:=8",
         # The camera waits for the encoder, the server (overlay background) and this recorder before its first frame.
@@ -166,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
             :, : overlay.width * 3].reshape(overlay.height, overlay.width, 3)
         cv2.imwrite(str(out / "overlays" / f"frame_{i:02d}.png"), bgr)
         rows.append(_frame_row(frame, conversions))
-    header = {"model": "random weights (seed 0)" if random_weights else model_path, "random_weights": random_weights,
+    header = {"model": model_label,
+              "random_weights": random_weights,
               "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]), "frames": len(frames),
               "fastdds_profile": env["FASTDDS_DEFAULT_PROFILES_FILE"]}
     (out / "results.json").write_text(json.dumps({**header, "frames": [_results_entry(f) for f in frames]}, indent=2))

@@ -1,1 +1,2 @@
-"""Evaluation metrics: top-k accuracy, COCO box AP, segmentation mIoU, rate statistics, input-compression codecs."""
+"""Evaluation: task metrics, rate statistics and input-compression codecs (:mod:`.metrics`), and the rate-accuracy
+evaluation ``ladon eval CONFIG.yaml`` (:mod:`.evaluate`)."""
