@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,9 +23,13 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.models.segmentation.deeplabv3 import ASPP
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+from .preprocess import Geometry
+from .results import Classification, Detections, Segmentation
 
 
 class ClassificationHead(nn.Module):
@@ -125,3 +131,30 @@ class SegmentationHead(nn.Module):
         """Return logits (N, num_classes, Hp, Wp)."""
         logits = self.classifier(layer4)
         return F.interpolate(logits, size=padded_size, mode="bilinear", align_corners=False)
+
+
+# ----------------------------------------------------------------------------------------------- post-processing
+def top_k_classes(logits: torch.Tensor, class_names: tuple[str, ...], k: int) -> Classification:
+    """Softmax over one image's logits (1, C) and keep the ``k`` best classes."""
+    probs = torch.softmax(logits, dim=1)[0]
+    scores, ids = probs.topk(min(k, probs.numel()))
+    return Classification([int(i) for i in ids], [class_names[int(i)] for i in ids], [float(s) for s in scores])
+
+
+def detections_in_original_pixels(detection: dict[str, torch.Tensor], geometry: Geometry,
+                                  class_names: tuple[str, ...]) -> Detections:
+    """Map one image's detections from resized-image to original-image pixels (torchvision's ``resize_boxes``)."""
+    boxes = resize_boxes(detection["boxes"], list(geometry.resized_size), list(geometry.original_size))
+    labels = detection["labels"].cpu().numpy().astype(np.int64)
+    return Detections(boxes.cpu().numpy().astype(np.float32), labels, [class_names[int(i)] for i in labels],
+                      detection["scores"].cpu().numpy().astype(np.float32))
+
+
+def mask_in_original_pixels(logits: torch.Tensor, geometry: Geometry, class_names: tuple[str, ...]) -> Segmentation:
+    """Arg-max of padded-size logits (1, K, Hp, Wp), cropped to the resized image, resized (nearest) to the original."""
+    rh, rw = geometry.resized_size
+    mask = logits[0, :, :rh, :rw].argmax(0).to(torch.uint8).cpu().numpy()
+    oh, ow = geometry.original_size
+    if (rh, rw) != (oh, ow):
+        mask = cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST)
+    return Segmentation(np.ascontiguousarray(mask), class_names)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-import cv2
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
-from torchvision.models.detection.transform import resize_boxes
 
 from .backbones import SharedBody
 from .bottleneck import build_synthesis, decompress_latent, latent_size
@@ -22,10 +20,18 @@ from .errors import (
     UnknownTaskError,
     UnsupportedVersionError,
 )
-from .heads import ClassificationHead, DetectionHead, SegmentationConfig, SegmentationHead
+from .heads import (
+    ClassificationHead,
+    DetectionHead,
+    SegmentationConfig,
+    SegmentationHead,
+    detections_in_original_pixels,
+    mask_in_original_pixels,
+    top_k_classes,
+)
 from .packet import SUPPORTED_CODEC_VERSIONS, Packet
 from .preprocess import PreprocessConfig, compute_geometry
-from .results import Classification, Detections, Result, Segmentation
+from .results import Result
 
 TASKS = ("classification", "detection", "segmentation")
 
@@ -116,30 +122,6 @@ class LadonServer(nn.Module):
         """Synthesis + shared body: features '0'..'3' (strides 4, 8, 16, 32)."""
         return self.body(self.synthesis(latent))
 
-    def _classify(self, layer4: torch.Tensor, top_k: int) -> Classification:
-        probs = torch.softmax(self.classification_head(layer4), dim=1)[0]
-        scores, ids = probs.topk(min(top_k, probs.numel()))
-        names = self.class_names["classification"]
-        return Classification([int(i) for i in ids], [names[int(i)] for i in ids], [float(s) for s in scores])
-
-    def _detect(self, features, packet: Packet) -> Detections:
-        g = packet.geometry
-        (det,) = self.detection_head(features, [g.resized_size], g.padded_size)
-        boxes = resize_boxes(det["boxes"], list(g.resized_size), list(g.original_size))
-        names = self.class_names["detection"]
-        labels = det["labels"].cpu().numpy().astype(np.int64)
-        return Detections(boxes.cpu().numpy().astype(np.float32), labels, [names[int(i)] for i in labels],
-                          det["scores"].cpu().numpy().astype(np.float32))
-
-    def _segment(self, layer4: torch.Tensor, packet: Packet) -> Segmentation:
-        g = packet.geometry
-        logits = self.segmentation_head(layer4, g.padded_size)
-        rh, rw = g.resized_size
-        mask = logits[0, :, :rh, :rw].argmax(0).to(torch.uint8).cpu().numpy()
-        if (rh, rw) != g.original_size:
-            mask = cv2.resize(mask, (g.original_size[1], g.original_size[0]), interpolation=cv2.INTER_NEAREST)
-        return Segmentation(np.ascontiguousarray(mask), self.class_names["segmentation"])
-
     # -------------------------------------------------------------------------------------------------- API
     @torch.inference_mode()
     def infer(self, packets: Sequence[Packet | bytes], tasks: Iterable[str] | str = TASKS,
@@ -174,12 +156,15 @@ class LadonServer(nn.Module):
                 timings["body"] = (t2 - t1) * 1e3
                 for task in tasks:
                     start = time.perf_counter()
+                    g, names = packet.geometry, self.class_names[task]
                     if task == "classification":
-                        result.classification = self._classify(features["3"], top_k)
+                        result.classification = top_k_classes(self.classification_head(features["3"]), names, top_k)
                     elif task == "detection":
-                        result.detection = self._detect(features, packet)
+                        (det,) = self.detection_head(features, [g.resized_size], g.padded_size)
+                        result.detection = detections_in_original_pixels(det, g, names)
                     else:
-                        result.segmentation = self._segment(features["3"], packet)
+                        logits = self.segmentation_head(features["3"], g.padded_size)
+                        result.segmentation = mask_in_original_pixels(logits, g, names)
                     timings[task] = (time.perf_counter() - start) * 1e3
             timings["total"] = (time.perf_counter() - t0) * 1e3
             results.append(result)

@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import yaml
@@ -64,14 +63,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
-from torchvision.models.detection.transform import resize_boxes
 from tqdm import tqdm
 
 from ..datasets.loaders import CocoDetection, ImageFolderClassification, VOCSegmentation
 from ..errors import LadonError
+from ..heads import detections_in_original_pixels, mask_in_original_pixels, top_k_classes
 from ..model import LadonConfig, LadonModel, load_model
 from ..preprocess import preprocess
-from ..results import Classification, Detections, Result, Segmentation
+from ..results import Result
 from ..server import TASKS
 from ..train.config import DATASET_TYPES
 from ..train.data import IGNORE_INDEX, VOC_CATEGORY_MAP, CocoSegmentation
@@ -347,24 +346,13 @@ class TeacherPredictor:
         result = Result(model_id="teacher", geometry=geometry)
         names = self.class_names[task]
         if task == "classification":
-            probs = torch.softmax(self.teacher.classify(features["3"]), dim=1)[0]
-            scores, ids = probs.topk(min(self.top_k, probs.numel()))
-            result.classification = Classification(ids.tolist(), [names[i] for i in ids.tolist()], scores.tolist())
+            result.classification = top_k_classes(self.teacher.classify(features["3"]), names, self.top_k)
         elif task == "detection":
             (det,) = self.teacher.detection_head(features, [geometry.resized_size], geometry.padded_size)
-            boxes = resize_boxes(det["boxes"], list(geometry.resized_size), list(geometry.original_size))
-            labels = det["labels"].cpu().numpy().astype(np.int64)
-            result.detection = Detections(boxes.cpu().numpy().astype(np.float32), labels,
-                                          [names[int(i)] for i in labels],
-                                          det["scores"].cpu().numpy().astype(np.float32))
+            result.detection = detections_in_original_pixels(det, geometry, names)
         else:
             logits = self.teacher.segmentation_head(features["3"], geometry.padded_size)
-            rh, rw = geometry.resized_size
-            mask = logits[0, :, :rh, :rw].argmax(0).to(torch.uint8).cpu().numpy()
-            oh, ow = geometry.original_size
-            if (rh, rw) != (oh, ow):
-                mask = cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST)
-            result.segmentation = Segmentation(np.ascontiguousarray(mask), names)
+            result.segmentation = mask_in_original_pixels(logits, geometry, names)
         return result, None
 
 
