@@ -139,7 +139,7 @@ def test_end_to_end_outputs_match_the_in_process_library(dds, model_file, image_
     procs.start("server", "ladon_server", *_common(path), *ns, "-p", "detection.publish_threshold:=0.0")
     procs.start("encoder", "ladon_encoder", *_common(path), *ns, "-p", "max_payload_bytes:=0")
     procs.start("source", "ladon_image_source", *ns, "-p", f"source:={image_folder}", "-p", "rate_hz:=2.0",
-                "-p", "max_frames:=6", "-p", "loop:=true", "-p", "min_subscribers:=2")
+                "-p", "loop:=true", "-p", "min_subscribers:=2")  # loop: frames sent before every match are lost
     _wait(lambda: len(recorder.completed()) >= 2, 120, procs, "two complete frames")
 
     for frame in recorder.completed()[:2]:
@@ -183,7 +183,7 @@ def test_one_server_serves_two_robot_namespaces(dds, model_file, image_folder):
         procs.start(f"encoder_{name}", "ladon_encoder", *_common(path), "-r", f"__ns:={ns}",
                     "-p", "max_payload_bytes:=0")
         procs.start(f"source_{name}", "ladon_image_source", "-r", f"__ns:={ns}", "-p", f"source:={image_folder}",
-                    "-p", "rate_hz:=2.0", "-p", "max_frames:=2", "-p", "loop:=false", "-p", "min_subscribers:=2")
+                    "-p", "rate_hz:=2.0", "-p", "loop:=true", "-p", "min_subscribers:=2")
     _wait(lambda: all(len(r.completed()) >= 1 for r in recorders.values()), 150, procs, "outputs in both namespaces")
 
 
