@@ -14,7 +14,6 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.node import Node
 from rclpy.qos import qos_profile_system_default
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
@@ -23,23 +22,18 @@ import ladon
 from ladon.errors import LadonError
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.node_main import run_node
+from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import check_model_identity, declare, declare_qos
 
 DEFAULT_MAX_PAYLOAD_BYTES = 60_000
 """Below one 64 KB RTPS datagram: larger samples fragment, and lossy links drop whole fragmented samples."""
 
 
-class LadonEncoderNode(Node):
+class LadonEncoderNode(LadonNode):
     """Subscribes ``image`` (or ``image/compressed``), publishes ``ladon/features``."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("ladon_encoder", **kwargs)
-        try:
-            self._setup()
-        except BaseException:  # a configuration error must not leave a half-built node in the context
-            super().destroy_node()
-            raise
 
     def _setup(self) -> None:
         """Read the parameters, load the encoder and create the output, diagnostics and lazy-input timer."""

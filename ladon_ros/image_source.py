@@ -11,14 +11,13 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ladon.data import bundled_images_dir
 from ladon.errors import LadonError
 from ladon_ros.conversions import array_to_image_msg
-from ladon_ros.node_main import run_node
+from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import declare, declare_qos
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -81,16 +80,11 @@ def _video_frames(source: str, capture: cv2.VideoCapture, loop: bool) -> Iterato
             raise LadonError(f"cannot open video {source}")
 
 
-class ImageSourceNode(Node):
+class ImageSourceNode(LadonNode):
     """Publishes ``image`` (sensor_msgs/Image) at ``rate_hz``."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("ladon_image_source", **kwargs)
-        try:
-            self._setup()
-        except BaseException:  # a configuration error must not leave a half-built node in the context
-            super().destroy_node()
-            raise
 
     def _setup(self) -> None:
         source = declare(self, "source", "bundled", "Folder of images, a video file, or 'bundled' (demo images)")

@@ -1,4 +1,4 @@
-"""The one ``main`` the Ladon node console scripts share."""
+"""What every Ladon node shares: construction that never leaves a half-built node, and the console ``main``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,22 @@ from rclpy.node import Node
 from ladon.errors import LadonError
 
 EXIT_CONFIG_ERROR = 1
+
+
+class LadonNode(Node):
+    """A node whose ``_setup`` (parameters, model, topics) runs in the constructor; if it raises, the node is
+    destroyed before the error propagates, so a configuration error never leaves a half-built node behind."""
+
+    def __init__(self, node_name: str, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            super().destroy_node()
+            raise
+
+    def _setup(self) -> None:
+        raise NotImplementedError
 
 
 def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | None = None) -> int:

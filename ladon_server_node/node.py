@@ -20,7 +20,6 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -42,7 +41,7 @@ from ladon_ros.conversions import (
     segmentation_msg,
 )
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.node_main import run_node
+from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import check_model_identity, declare, declare_qos
 
 NODE_NAME = "ladon_server"
@@ -86,16 +85,11 @@ class Robot:
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
 
 
-class LadonServerNode(Node):
+class LadonServerNode(LadonNode):
     """Serves Ladon's three heads to the robots listed in the ``robots`` parameter."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        try:
-            self._setup()
-        except BaseException:
-            super().destroy_node()
-            raise
 
     def _setup(self) -> None:
         """Read the parameters, load the model, create the robots' topics and start the worker."""
