@@ -46,7 +46,7 @@ class ClassificationHead(nn.Module):
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    """Inference settings of the detection head (torchvision's Faster R-CNN defaults, as the authors used)."""
+    """Settings of the detection head (torchvision's Faster R-CNN defaults, as the authors used)."""
 
     fpn_channels: int = 256
     representation_size: int = 1024
@@ -57,6 +57,10 @@ class DetectionConfig:
     rpn_pre_nms_top_n_test: int = 1000
     rpn_post_nms_top_n_test: int = 1000
     rpn_nms_thresh: float = 0.7
+    rpn_post_nms_top_n_train: int = 2000
+    """Training only: proposals kept per image after the RPN's NMS."""
+    box_batch_size_per_image: int = 512
+    """Training only: RoIs sampled per image for the box-head loss (RoIAlign's backward dominates a CPU step)."""
 
 
 class DetectionHead(nn.Module):
@@ -72,14 +76,15 @@ class DetectionHead(nn.Module):
             anchors, RPNHead(c, anchors.num_anchors_per_location()[0]),
             fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
             pre_nms_top_n={"training": 2000, "testing": config.rpn_pre_nms_top_n_test},
-            post_nms_top_n={"training": 2000, "testing": config.rpn_post_nms_top_n_test},
+            post_nms_top_n={"training": config.rpn_post_nms_top_n_train, "testing": config.rpn_post_nms_top_n_test},
             nms_thresh=config.rpn_nms_thresh, score_thresh=0.0,
         )
         self.roi_heads = RoIHeads(
             MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
             TwoMLPHead(c * 7 * 7, config.representation_size),
             FastRCNNPredictor(config.representation_size, num_classes),
-            fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=512, positive_fraction=0.25,
+            fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=config.box_batch_size_per_image,
+            positive_fraction=0.25,
             bbox_reg_weights=None, score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
             detections_per_img=config.detections_per_img,
         )
