@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["ladon", "ladon.*", "ladon_ros", "ladon_ros.*", "ladon_encoder_node",
                                     "ladon_server_node"]),
-    package_data={"ladon": ["py.typed", "assets/images/*"]},
+    package_data={"ladon": ["py.typed", "assets/images/*", "assets/shapes/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
         ("share/" + PACKAGE_NAME, ["package.xml"]),

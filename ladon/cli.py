@@ -1,4 +1,5 @@
-"""The ``ladon`` command: ``encode``, ``infer``, ``convert``, ``bench``, ``synth``, ``train`` and ``eval``.
+"""The ``ladon`` command: ``encode``, ``infer``, ``convert``, ``bench``, ``synth``, ``train``, ``eval`` and
+``bench-split``.
 
 Every :class:`~ladon.errors.LadonError` and unreadable file ends the command with one ``error: ...`` line on stderr
 and exit status 2 (no traceback).
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "see `ladon train --help`")
     sub.add_parser("eval", help="rate-accuracy evaluation of Ladon models and JPEG/WebP baselines; "
                    "see `ladon eval --help`")
+    sub.add_parser("bench-split", help="split computing vs offloading vs local computing through real ROS 2 nodes "
+                   "over an emulated, shaped link (root; needs the ROS extras); see `ladon bench-split --help`")
     return parser
 
 
@@ -295,6 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .evaluation.evaluate import eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["bench-split"]:
+        try:
+            from ladon_ros.split_bench.runner import main as bench_split_main
+        except ImportError as exc:
+            print(f"error: `ladon bench-split` runs ROS 2 nodes and needs rclpy and ladon_msgs ({exc})",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        return bench_split_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -143,3 +143,9 @@ class LadonEncoderNode(LadonNode):
 def main(args: list[str] | None = None) -> int:
     """Console script ``ladon_encoder``."""
     return run_node(LadonEncoderNode, "ladon_encoder", args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""ROS 2 nodes of the split benchmark's baseline configurations, and its camera/collector (the driver).
+
+Ladon itself runs as the real ``ladon_encoder`` and ``ladon_server`` nodes. The baselines:
+
+* ``bench_robot`` (``mode``): ``es`` publishes three ``CompressedFeatures`` (``bench/features/<task>``);
+  ``jpeg`` publishes ``sensor_msgs/CompressedImage`` (``bench/image/compressed``, parameter ``quality``);
+  ``raw`` republishes the camera frame (``bench/image/raw``); ``local`` runs the three lightweight models and
+  publishes the three outputs itself.
+* ``bench_edge`` (``mode``): ``es`` serves the three bitstreams with three decoder + body + head pipelines;
+  ``jpeg`` / ``raw`` decode the image and run the full per-task models (the teacher, ``teacher`` parameter).
+
+Every configuration publishes the same outputs as ``ladon_server`` (``ladon/classification``,
+``ladon/detections``, ``ladon/segmentation``, with the camera frame's header), so one driver measures them all.
+The driver (``bench_driver``) publishes camera frames on ``image`` one at a time (closed loop) and waits until all
+three outputs with the frame's stamp are back; it is controlled by JSON lines on stdin (see :class:`DriverNode`).
+
+Run as ``python -m ladon_ros.split_bench.nodes ROLE --ros-args ...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+import torch
+from ladon_msgs.msg import CompressedFeatures
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Classification, Detection2DArray
+
+from ladon.errors import LadonError
+from ladon.results import Detections, Result
+from ladon.splitbench.workloads import (
+    EntropicStudentEdge,
+    EntropicStudentRobot,
+    LocalModels,
+    PerTaskTeacher,
+    entropic_student_models,
+)
+from ladon_ros.conversions import (
+    array_to_image_msg,
+    classification_msg,
+    compressed_image_to_rgb,
+    detections_msg,
+    image_msg_to_rgb,
+    msg_to_packet,
+    packet_to_msg,
+    segmentation_msg,
+)
+from ladon_ros.node_main import LadonNode, run_node
+from ladon_ros.params import declare, qos_profile
+
+TASKS = ("classification", "detection", "segmentation")
+OUTPUT_TOPICS = {"classification": "ladon/classification", "detection": "ladon/detections",
+                 "segmentation": "ladon/segmentation"}
+OUTPUT_TYPES = {"classification": Classification, "detection": Detection2DArray, "segmentation": Image}
+FEATURE_TOPICS = {task: f"bench/features/{task}" for task in TASKS}
+JPEG_TOPIC = "bench/image/compressed"
+RAW_TOPIC = "bench/image/raw"
+ROBOT_MODES = ("es", "jpeg", "raw", "local")
+EDGE_MODES = ("es", "jpeg", "raw")
+PUBLISH_THRESHOLD = 0.3
+"""Detections below this score are not published (``ladon_server``'s default ``detection.publish_threshold``)."""
+RELIABLE = qos_profile("reliable", 5)
+
+
+def thresholded(result: Result, threshold: float = PUBLISH_THRESHOLD) -> Result:
+    d = result.detection
+    if d is None:
+        return result
+    keep = d.scores >= threshold
+    kept = Detections(d.boxes[keep], d.labels[keep], [n for n, k in zip(d.class_names, keep) if k], d.scores[keep])
+    return dataclasses.replace(result, detection=kept)
+
+
+class _OutputMixin:
+    """The three output publishers and a publish-one-task helper."""
+
+    def _create_outputs(self) -> None:
+        self.outputs = {t: self.create_publisher(OUTPUT_TYPES[t], OUTPUT_TOPICS[t], RELIABLE) for t in TASKS}
+        self.errors = 0
+
+    def _publish(self, result: Result, header: Header, tasks=TASKS) -> None:
+        result = thresholded(result)
+        if "classification" in tasks:
+            self.outputs["classification"].publish(classification_msg(result, header))
+        if "detection" in tasks:
+            self.outputs["detection"].publish(detections_msg(result, header))
+        if "segmentation" in tasks:
+            self.outputs["segmentation"].publish(segmentation_msg(result, header))
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self.get_logger().warning(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+
+class BenchRobotNode(_OutputMixin, LadonNode):
+    """Robot side of a baseline configuration (see the module docstring)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("bench_robot", **kwargs)
+
+    def _setup(self) -> None:
+        self.mode = declare(self, "mode", "jpeg", f"one of {', '.join(ROBOT_MODES)}")
+        model = declare(self, "model", "", "Ladon model file (mode es)")
+        self.quality = declare(self, "quality", 50, "JPEG quality (mode jpeg)", min_value=1, max_value=100)
+        torch.set_num_threads(declare(self, "torch_threads", 1, "torch intra-op threads", min_value=1,
+                                      max_value=256))
+        if self.mode not in ROBOT_MODES:
+            raise LadonError(f"mode must be one of {ROBOT_MODES}, got {self.mode!r}")
+        self.errors = 0
+        if self.mode == "es":
+            if not model:
+                raise LadonError("mode es needs the 'model' parameter")
+            self.es = EntropicStudentRobot(entropic_student_models(model))
+            self.features = {t: self.create_publisher(CompressedFeatures, FEATURE_TOPICS[t], RELIABLE)
+                             for t in TASKS}
+        elif self.mode == "jpeg":
+            self.jpeg = self.create_publisher(CompressedImage, JPEG_TOPIC, RELIABLE)
+        elif self.mode == "raw":
+            self.raw = self.create_publisher(Image, RAW_TOPIC, RELIABLE)
+        else:
+            self.local = LocalModels()
+            self._create_outputs()
+        self.create_subscription(Image, "image", self._on_image, RELIABLE)
+        self.get_logger().info(f"bench robot ready: mode {self.mode}")
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            if self.mode == "raw":
+                self.raw.publish(msg)
+                return
+            rgb = image_msg_to_rgb(msg)
+            if self.mode == "es":
+                t0 = time.perf_counter()
+                packets = self.es.encode(rgb)
+                ms = (time.perf_counter() - t0) * 1e3
+                for task, packet in packets.items():
+                    self.features[task].publish(packet_to_msg(packet, msg.header, ms))
+            elif self.mode == "jpeg":
+                ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                        [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
+                if not ok:
+                    raise LadonError("OpenCV could not JPEG-encode the frame")
+                self.jpeg.publish(CompressedImage(header=msg.header, format="rgb8; jpeg compressed bgr8",
+                                                  data=data.tobytes()))
+            else:
+                self._publish(self.local.infer(rgb), msg.header)
+        except LadonError as exc:
+            self._failed(exc)
+
+
+class BenchEdgeNode(_OutputMixin, LadonNode):
+    """Edge side of a baseline configuration (see the module docstring)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("bench_edge", **kwargs)
+
+    def _setup(self) -> None:
+        self.mode = declare(self, "mode", "jpeg", f"one of {', '.join(EDGE_MODES)}")
+        model = declare(self, "model", "", "Ladon model file (es: the three pipelines; jpeg/raw: the teacher's "
+                        "architecture and classes)")
+        teacher = declare(self, "teacher", "", "Teacher file for jpeg/raw ('' = random weights: timing only)")
+        torch.set_num_threads(declare(self, "torch_threads", 1, "torch intra-op threads", min_value=1,
+                                      max_value=256))
+        if self.mode not in EDGE_MODES:
+            raise LadonError(f"mode must be one of {EDGE_MODES}, got {self.mode!r}")
+        if not model:
+            raise LadonError("the 'model' parameter is required")
+        self._create_outputs()
+        if self.mode == "es":
+            self.es = EntropicStudentEdge(entropic_student_models(model))
+            for task in TASKS:
+                self.create_subscription(CompressedFeatures, FEATURE_TOPICS[task],
+                                         lambda msg, task=task: self._on_features(task, msg), RELIABLE)
+        else:
+            from ladon.model import load_model
+            self.teacher = PerTaskTeacher(load_model(model).config, teacher or None)
+            if self.mode == "jpeg":
+                self.create_subscription(CompressedImage, JPEG_TOPIC, self._on_image, RELIABLE)
+            else:
+                self.create_subscription(Image, RAW_TOPIC, self._on_image, RELIABLE)
+        self.get_logger().info(f"bench edge ready: mode {self.mode}")
+
+    def _on_features(self, task: str, msg: CompressedFeatures) -> None:
+        try:
+            self._publish(self.es.infer(task, msg_to_packet(msg)), msg.header, (task,))
+        except LadonError as exc:
+            self._failed(exc)
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        try:
+            rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
+            for task in TASKS:  # three per-task models, one after the other
+                self._publish(self.teacher.infer(rgb, task), msg.header, (task,))
+        except LadonError as exc:
+            self._failed(exc)
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+@dataclasses.dataclass
+class _Pending:
+    sent: float
+    arrived: dict[str, float]
+
+
+class DriverNode(LadonNode):
+    """Camera + result collector on the robot, one frame in flight at a time.
+
+    Commands (one JSON object per stdin line; one JSON reply per line on stdout):
+    ``{"cmd": "warmup", "timeout": s}`` sends a frame every 2 s until one comes back complete;
+    ``{"cmd": "run", "frames": n, "timeout": s}`` sends ``n`` frames, each after the previous one completed or
+    timed out, and replies with per-frame latencies (``null`` = not all three outputs arrived in time);
+    ``{"cmd": "quit"}``.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("bench_driver", **kwargs)
+
+    def _setup(self) -> None:
+        folder = declare(self, "images", "", "Folder of camera frames (PNG/JPEG), sent in name order, looped")
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not files:
+            raise LadonError(f"no PNG/JPEG images in {folder!r}")
+        self.frames = []
+        for path in files:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise LadonError(f"cannot read image {path}")
+            self.frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+        self.next_frame = 0
+        self.publisher = self.create_publisher(Image, "image", RELIABLE)
+        self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+        self.pending: dict[tuple[int, int], _Pending] = {}
+        for task in TASKS:
+            self.create_subscription(OUTPUT_TYPES[task], OUTPUT_TOPICS[task],
+                                     lambda msg, task=task: self._on_output(task, msg), qos_profile("reliable", 10))
+
+    def _on_output(self, task: str, msg) -> None:
+        now = time.monotonic()
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self.lock:
+            entry = self.pending.get(key)
+            if entry is not None and task not in entry.arrived:
+                entry.arrived[task] = now
+                if len(entry.arrived) == len(TASKS):
+                    self.done.notify_all()
+
+    def send_one(self, timeout: float) -> float | None:
+        """Publish the next frame and wait for its three outputs: the latency in seconds, or None on timeout."""
+        frame = self.frames[self.next_frame % len(self.frames)]
+        self.next_frame += 1
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id="camera")
+        msg = array_to_image_msg(frame, "rgb8", header)
+        key = (header.stamp.sec, header.stamp.nanosec)
+        with self.lock:
+            entry = self.pending[key] = _Pending(time.monotonic(), {})
+        self.publisher.publish(msg)
+        deadline = entry.sent + timeout
+        with self.lock:
+            while len(entry.arrived) < len(TASKS) and time.monotonic() < deadline:
+                self.done.wait(timeout=max(0.0, deadline - time.monotonic()))
+            del self.pending[key]
+            if len(entry.arrived) < len(TASKS):
+                return None
+            return max(entry.arrived.values()) - entry.sent
+
+    def command(self, cmd: dict) -> dict:
+        if cmd["cmd"] == "warmup":
+            start = time.monotonic()
+            while time.monotonic() - start < float(cmd.get("timeout", 180)):
+                if (latency := self.send_one(2.0)) is not None:
+                    return {"ok": True, "seconds": time.monotonic() - start, "latency": latency}
+            return {"ok": False, "seconds": time.monotonic() - start}
+        if cmd["cmd"] == "run":
+            latencies = []
+            for _ in range(int(cmd["frames"])):
+                latencies.append(self.send_one(float(cmd.get("timeout", 30))))
+                time.sleep(float(cmd.get("gap", 0.05)))
+            return {"latencies": latencies}
+        raise LadonError(f"unknown driver command {cmd!r}")
+
+
+def run_driver(args: list[str] | None = None) -> int:
+    """Spin the driver in a background executor and answer stdin commands on stdout."""
+    rclpy.init(args=args)
+    try:
+        node = DriverNode()
+    except LadonError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    print(json.dumps({"ready": True}), flush=True)
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            cmd = json.loads(line)
+            if cmd.get("cmd") == "quit":
+                break
+            try:
+                reply = node.command(cmd)
+            except (LadonError, KeyError, ValueError) as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            print(json.dumps(reply), flush=True)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("robot", "edge", "driver"):
+        print("usage: python -m ladon_ros.split_bench.nodes {robot|edge|driver} [--ros-args ...]", file=sys.stderr)
+        return 2
+    role, rest = argv[0], argv[1:]
+    if role == "driver":
+        return run_driver(["bench_driver", *rest])
+    factory = BenchRobotNode if role == "robot" else BenchEdgeNode
+    return run_node(factory, f"bench_{role}", [f"bench_{role}", *rest])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""``ladon bench-split``: Ladon vs Entropic-Student-style split, JPEG/raw offloading and local computing, through
+real ROS 2 nodes and real DDS over an emulated robot-edge link (see :mod:`ladon.splitbench.link`).
+
+For each configuration the robot-side and edge-side nodes start once, in the ``robot`` and ``edge`` network
+namespaces (the robot's processes in a CPU group pinned to one core with a quota); then the link is switched
+through every rate/loss setting while the driver sends frames one at a time and waits for all three outputs.
+Per configuration and link it records the latency (camera stamp -> all three outputs back on the robot), frames
+delivered/dropped, bytes on the veth link per frame (kernel counters, both directions), robot CPU time per frame
+(cgroup accounting) and robot energy per frame (:class:`~ladon.splitbench.report.EnergyModel`).
+
+Needs root. Everything it creates is removed on exit, Ctrl-C and failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ladon.errors import LadonError
+from ladon.splitbench.link import LinkSpec, Testbed, TestbedError, parse_rate
+from ladon.splitbench.report import EnergyModel, energy_model_dict, latency_summary, write
+
+REPO = Path(__file__).resolve().parent.parent.parent
+CONFIG_KINDS = ("ladon", "es", "jpeg", "raw", "local")
+DEFAULT_RATES = "unshaped,50Mbit,10Mbit,5Mbit,1Mbit"
+DEFAULT_LOW_RATE = "37.5kbit"
+DEFAULT_CPU_QUOTA = 0.5
+
+
+@dataclass
+class BenchConfig:
+    """One configuration: a name and how to start its robot-side and edge-side processes."""
+
+    name: str
+    kind: str
+    robot: list[list[str]]
+    edge: list[list[str]] = field(default_factory=list)
+    note: str = ""
+
+
+def default_models() -> list[str]:
+    """The bundled demo models (two betas), if present."""
+    return [str(p) for p in (REPO / "models" / "demo.pt", REPO / "models" / "demo_beta10.24.pt") if p.is_file()]
+
+
+def default_images() -> str:
+    return str(REPO / "ladon" / "assets" / "shapes")
+
+
+def _python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
+    """The configurations selected by ``--configs`` with their node command lines."""
+    from ladon.model import load_model
+
+    kinds = [k.strip() for k in args.configs.split(",") if k.strip()]
+    unknown = set(kinds) - set(CONFIG_KINDS)
+    if unknown:
+        raise LadonError(f"unknown configuration(s) {sorted(unknown)}; choose from {', '.join(CONFIG_KINDS)}")
+    if not args.model:
+        raise LadonError("no Ladon model: pass --model FILE (the bundled models/demo.pt is missing)")
+    edge_threads = str(max(1, len(os.sched_getaffinity(0)) - 1))
+    configs: list[BenchConfig] = []
+    first = args.model[0]
+    for kind in kinds:
+        if kind == "ladon":
+            for path in args.model:
+                beta = load_model(path).config.beta
+                configs.append(BenchConfig(
+                    f"ladon β={beta:g}", kind,
+                    robot=[_python_module("ladon_encoder_node.node", "--ros-args", "-p", f"model:={path}",
+                                          "-p", "torch_threads:=1", "-p", "max_payload_bytes:=0")],
+                    edge=[_python_module("ladon_server_node.node", "--ros-args", "-p", f"model:={path}",
+                                         "-p", f"torch_threads:={edge_threads}", "-p", "overlay.enabled:=false")]))
+        elif kind == "es":
+            beta = load_model(first).config.beta
+            configs.append(BenchConfig(
+                f"entropic-student β={beta:g}", kind,
+                robot=[_python_module("ladon_ros.split_bench.nodes", "robot", "--ros-args", "-p", "mode:=es",
+                                      "-p", f"model:={first}")],
+                edge=[_python_module("ladon_ros.split_bench.nodes", "edge", "--ros-args", "-p", "mode:=es",
+                                     "-p", f"model:={first}", "-p", f"torch_threads:={edge_threads}")]))
+        elif kind in ("jpeg", "raw"):
+            teacher = ["-p", f"teacher:={args.teacher}"] if args.teacher else []
+            edge = _python_module("ladon_ros.split_bench.nodes", "edge", "--ros-args", "-p", f"mode:={kind}",
+                                  "-p", f"model:={first}", "-p", f"torch_threads:={edge_threads}", *teacher)
+            qualities = [int(q) for q in args.jpeg_qualities.split(",")] if kind == "jpeg" else [0]
+            for q in qualities:
+                robot = _python_module("ladon_ros.split_bench.nodes", "robot", "--ros-args", "-p", f"mode:={kind}",
+                                       "-p", f"quality:={q or 50}")
+                configs.append(BenchConfig(f"jpeg q{q}" if kind == "jpeg" else "raw", kind, robot=[robot],
+                                           edge=[edge]))
+        else:
+            configs.append(BenchConfig(
+                "local", kind, robot=[_python_module("ladon_ros.split_bench.nodes", "robot", "--ros-args",
+                                                     "-p", "mode:=local")],
+                note="torchvision MobileNetV3-Large, Faster R-CNN MobileNetV3-Large 320 FPN, "
+                     "LR-ASPP MobileNetV3-Large; random weights (timing only)"))
+    return configs
+
+
+def build_links(args: argparse.Namespace) -> list[LinkSpec]:
+    """Every rate x every loss, then the low-rate point (loss 0 only)."""
+    losses = [float(x) for x in args.losses.split(",") if x.strip()]
+    links = [LinkSpec(parse_rate(r), loss, args.delay_ms if args.delay_ms and args.netem else 0.0)
+             for r in args.rates.split(",") if r.strip() for loss in losses]
+    if args.low_rate:
+        links.append(LinkSpec(parse_rate(args.low_rate), 0.0, args.delay_ms if args.delay_ms and args.netem else 0.0))
+    return links
+
+
+class Driver:
+    """The ``bench_driver`` process, spoken to in JSON lines."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, args=(proc.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self._lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._lines.append("")
+            self._cond.notify_all()
+
+    def reply(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                while self._lines:
+                    line = self._lines.pop(0)
+                    if line == "":
+                        raise LadonError(f"the driver exited (code {self.proc.poll()}); see its log")
+                    line = line.strip()
+                    if line.startswith("{"):
+                        return json.loads(line)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LadonError(f"no reply from the driver within {timeout:.0f} s")
+                self._cond.wait(left)
+
+    def send(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        reply = self.reply(timeout)
+        if "error" in reply:
+            raise LadonError(f"driver: {reply['error']}")
+        return reply
+
+
+class Processes:
+    """Child processes of one configuration; :meth:`stop` ends them all (SIGINT, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path, **kw) -> subprocess.Popen:
+        handle = open(log, "w")
+        proc = subprocess.Popen(argv, env=env, stderr=handle, stdout=kw.pop("stdout", handle), text=True,
+                                start_new_session=True, **kw)
+        self.procs.append((name, proc))
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise LadonError(f"{name} exited with code {proc.returncode}; see its log")
+
+    def stop(self) -> None:
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10.0
+        for _, proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        self.procs = []
+
+
+def node_env(domain: int, robot: bool) -> dict[str, str]:
+    """DDS over UDP only (shared memory would bypass the emulated link), discovery across the subnet."""
+    env = dict(os.environ)
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
+                "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4", "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+                "PYTHONUNBUFFERED": "1"})
+    if robot:
+        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    return env
+
+
+def machine_description(tb: Testbed) -> dict[str, Any]:
+    import torch
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "kernel": platform.release(),
+            "python": platform.python_version(), "torch": torch.__version__, "netem": tb.netem}
+
+
+def run_config(tb: Testbed, config: BenchConfig, links: Sequence[LinkSpec], args: argparse.Namespace,
+               energy: EnergyModel, log_dir: Path) -> list[dict[str, Any]]:
+    """Start one configuration's nodes, measure it on every link, stop it."""
+    procs = Processes()
+    slug = "".join(ch if ch.isalnum() else "_" for ch in config.name)
+    runs: list[dict[str, Any]] = []
+    try:
+        for i, argv in enumerate(config.edge):
+            p = procs.start(f"{config.name} edge", tb.netns_command("edge", argv), node_env(args.domain, False),
+                            log_dir / f"{slug}.edge{i}.log")
+            tb.edge_group.add(p.pid)
+        for i, argv in enumerate(config.robot):
+            p = procs.start(f"{config.name} robot", tb.netns_command("robot", argv), node_env(args.domain, True),
+                            log_dir / f"{slug}.robot{i}.log")
+            tb.robot_group.add(p.pid)
+        driver_argv = _python_module("ladon_ros.split_bench.nodes", "driver", "--ros-args",
+                                     "-p", f"images:={args.images}")
+        dp = procs.start("driver", tb.netns_command("robot", driver_argv), node_env(args.domain, False),
+                         log_dir / f"{slug}.driver.log", stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+        tb.edge_group.add(dp.pid)  # the harness (camera + collector) is not robot workload
+        driver = Driver(dp)
+        driver.reply(60)  # {"ready": true}
+        local = config.kind == "local"
+        tb.apply(LinkSpec())
+        warm = driver.send({"cmd": "warmup", "timeout": args.startup_timeout}, args.startup_timeout + 30)
+        if not warm["ok"]:
+            procs.check()
+            raise LadonError(f"{config.name}: no complete result within {args.startup_timeout} s of starting")
+        driver.send({"cmd": "run", "frames": args.warmup, "timeout": 30}, 30 * args.warmup + 30)
+        bytes_per_frame = None
+        base_latency = None
+        for link in ([LinkSpec()] if local else links):
+            procs.check()
+            run: dict[str, Any] = {"config": config.name, "kind": config.kind,
+                                   "link": {**link.to_dict(), "name": "none (on the robot)" if local else link.name}}
+            if bytes_per_frame is not None and link.rate_kbit is not None:
+                expected = bytes_per_frame * 8 / link.rate_bits_per_s + (base_latency or 0.0)
+                if expected > args.max_frame_seconds:
+                    run["skipped"] = (f"{bytes_per_frame / 1024:.1f} KB/frame would take ~{expected:.0f} s per "
+                                      f"frame (> --max-frame-seconds {args.max_frame_seconds:g})")
+                    runs.append(run)
+                    print(f"[bench-split] {config.name} @ {link.name}: {run['skipped']}", flush=True)
+                    continue
+                frames = min(args.frames, max(3, int(args.max_link_seconds / max(expected, 1e-3))))
+                timeout = max(15.0, 4 * expected + 10)
+            else:
+                frames, timeout = args.frames, 30.0 if local or bytes_per_frame is None else 15.0
+            tb.apply(link)
+            time.sleep(0.3)
+            c0, cpu0, t0 = tb.counters(), tb.robot_group.cpu_seconds(), time.monotonic()
+            reply = driver.send({"cmd": "run", "frames": frames, "timeout": timeout}, frames * (timeout + 1) + 30)
+            c1, cpu1, t1 = tb.counters(), tb.robot_group.cpu_seconds(), time.monotonic()
+            lat = latency_summary(reply["latencies"])
+            up = (c1["uplink_bytes"] - c0["uplink_bytes"]) / frames
+            down = (c1["downlink_bytes"] - c0["downlink_bytes"]) / frames
+            cpu = (cpu1 - cpu0) / frames
+            run.update({
+                "latency_s": lat, "latencies_s": reply["latencies"], "wall_s": t1 - t0,
+                "wire_bytes_per_frame": {"uplink": up, "downlink": down, "total": up + down},
+                "wire_packets_per_frame": {
+                    "uplink": (c1["uplink_packets"] - c0["uplink_packets"]) / frames,
+                    "downlink": (c1["downlink_packets"] - c0["downlink_packets"]) / frames},
+                "lost_packets": c1["lost_packets"] - c0["lost_packets"],
+                "robot_cpu_s_per_frame": cpu,
+                "robot_energy_j_per_frame": energy.energy_j(cpu, 0.0 if local else up, link.rate_bits_per_s),
+            })
+            if config.note:
+                run["note"] = config.note
+            if link.rate_kbit is None and link.loss == 0 and not local:
+                bytes_per_frame, base_latency = up + down, lat["p50"]
+            runs.append(run)
+            print(f"[bench-split] {config.name} @ {run['link']['name']}: {lat['delivered']}/{lat['frames']} frames, "
+                  f"p50 {(lat['p50'] or math.nan) * 1e3:.0f} ms, p95 {(lat['p95'] or math.nan) * 1e3:.0f} ms, "
+                  f"{(up + down) / 1024:.1f} KB/frame on the wire, robot {cpu * 1e3:.0f} ms CPU/frame", flush=True)
+        try:
+            driver.send({"cmd": "quit"}, 0.1)
+        except LadonError:
+            pass
+    finally:
+        procs.stop()
+    return runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ladon bench-split", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", default=None,
+                   help="Ladon model file, repeatable: one 'ladon' configuration each (default: models/demo.pt "
+                        "and models/demo_beta10.24.pt); the first one also builds the Entropic-Student pipelines "
+                        "and gives the teacher architecture")
+    p.add_argument("--teacher", default="", help="teacher file for the JPEG/raw server (default: random weights, "
+                                                 "identical compute)")
+    p.add_argument("--images", default=None, help="folder of camera frames (default: the bundled shapes scenes)")
+    p.add_argument("--configs", default=",".join(CONFIG_KINDS), help="comma-separated subset of "
+                                                                     f"{', '.join(CONFIG_KINDS)}")
+    p.add_argument("--jpeg-qualities", default="50,90")
+    p.add_argument("--rates", default=DEFAULT_RATES, help="comma-separated: unshaped, NNkbit, NNMbit")
+    p.add_argument("--losses", default="0,0.01", help="comma-separated packet loss probabilities")
+    p.add_argument("--low-rate", default=DEFAULT_LOW_RATE, help="extra low-rate point at loss 0 ('' = none)")
+    p.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay, when the kernel has netem")
+    p.add_argument("--frames", type=int, default=20, help="measured frames per link (fewer on slow links)")
+    p.add_argument("--warmup", type=int, default=3, help="unmeasured frames after start-up")
+    p.add_argument("--max-link-seconds", type=float, default=90.0, help="time budget per link (caps frames)")
+    p.add_argument("--max-frame-seconds", type=float, default=30.0,
+                   help="skip a link where one frame would take longer than this (from the unshaped bytes)")
+    p.add_argument("--startup-timeout", type=float, default=240.0)
+    p.add_argument("--robot-cpus", default=None, help="robot core(s) (default: the last core)")
+    p.add_argument("--robot-quota", type=float, default=DEFAULT_CPU_QUOTA,
+                   help="robot CPU quota in cores (default 0.5; 0 = none)")
+    p.add_argument("--edge-cpus", default=None, help="edge core(s) (default: all but the robot's)")
+    p.add_argument("--cpu-power-w", type=float, default=EnergyModel.cpu_power_w)
+    p.add_argument("--radio-power-w", type=float, default=EnergyModel.radio_power_w)
+    p.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID of the benchmark's nodes")
+    p.add_argument("--prefix", default="ladon-", help="name prefix of the namespaces and cgroups")
+    p.add_argument("--out", default=str(REPO / "bench" / "results" / "split"), help="output folder")
+    p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.model = args.model or default_models()
+    args.images = args.images or default_images()
+    out = Path(args.out)
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    energy = EnergyModel(args.cpu_power_w, args.radio_power_w)
+    def on_signal(signum, _frame):  # turn SIGTERM into the same clean-up path as Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        configs = build_configs(args)
+        with Testbed(prefix=args.prefix, robot_cpus=args.robot_cpus, robot_quota=args.robot_quota or None,
+                     edge_cpus=args.edge_cpus) as tb:
+            args.netem = tb.netem
+            links = build_links(args)
+            runs: list[dict[str, Any]] = []
+            for config in configs:
+                print(f"[bench-split] {config.name}: starting", flush=True)
+                runs += run_config(tb, config, links, args, energy, log_dir)
+            from ladon.model import load_model
+            first = load_model(args.model[0])
+            size = first.config.preprocess.input_size
+            images = [p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+            document = {
+                "tool": "ladon bench-split", "command": " ".join(["ladon bench-split", *(argv or sys.argv[1:])]),
+                "machine": machine_description(tb),
+                "settings": {
+                    "models": args.model, "teacher": args.teacher or "random weights (timing only)",
+                    "images": args.images, "frame_size": f"{len(images)} images, model input {size} px",
+                    "frames": args.frames, "warmup": args.warmup, "robot_cpus": tb.robot_cpus,
+                    "robot_quota": args.robot_quota or "none", "edge_cpus": tb.edge_cpus,
+                    "delay_note": (f"{args.delay_ms:g} ms one-way (netem)" if tb.netem and args.delay_ms else
+                                   "none added: this kernel has no netem qdisc" if not tb.netem else "none"),
+                    "links": [link.to_dict() for link in links]},
+                "energy_model": energy_model_dict(energy),
+                "runs": runs,
+                "notes": [
+                    "Latency: camera stamp -> all three outputs back on the robot (closed loop, one frame in flight).",
+                    "Bytes: veth counters on the robot end (uplink = sent, downlink = received), per frame, "
+                    "including RTPS/UDP/IP headers, DDS acknowledgements, retransmissions and discovery traffic.",
+                    "Robot CPU: cgroup CPU time of the robot's workload processes (the camera/collector harness "
+                    "is not counted), idle overhead (timers, DDS) included.",
+                    "Rates shape both directions (tbf); loss drops single wire packets at each receiver "
+                    "(iptables statistic).",
+                    "local: " + next((c.note for c in configs if c.kind == "local"), "not run"),
+                    "jpeg/raw: the server runs the uncompressed teacher once per task (three per-task models); "
+                    + ("trained teacher." if args.teacher else "random teacher weights (compute is identical)."),
+                ],
+            }
+        if not runs:
+            raise LadonError("nothing was measured")
+        for path in write(document, out, make_plots=not args.no_plots):
+            print(f"[bench-split] wrote {path}", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("[bench-split] interrupted: nodes stopped, namespaces and cgroups removed", file=sys.stderr)
+        return 130
+    except (LadonError, TestbedError) as exc:
+        print(f"[bench-split] error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
