@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ladon-installed
 
-.PHONY: setup demo demo-local test lint bench clean
+.PHONY: setup demo demo-local test lint bench bench-split demo-models clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,15 @@ lint: $(STAMP)
 # `make bench MODEL=path/model.pt`; without MODEL the untrained ResNet-50 Ladon is timed (flagged in the output).
 bench: $(STAMP)
 	$(VENV)/bin/ladon bench $(if $(MODEL),--model $(MODEL),--random-weights)
+
+# Split computing vs offloading vs local computing through the real nodes over a shaped veth link (needs root):
+# bench/results/split/{split_bench.json, split_bench.md, *.png}. ARGS passes options, e.g. ARGS="--frames 5".
+bench-split: $(STAMP)
+	$(VENV)/bin/ladon bench-split $(ARGS)
+
+# Retrain the bundled demo models from scratch (~80 min on 2 CPU cores): data set, teacher, two betas, evaluation.
+demo-models: $(STAMP)
+	LADON=$(VENV)/bin/ladon tools/train_demo_models.sh
 
 clean:
 	rm -rf demo_output .pytest_cache .ruff_cache .hypothesis

@@ -352,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0 <= args.domain <= 232:
+        print(f"[bench-split] error: --domain must be in 0..232 (Fast DDS port range), got {args.domain}",
+              file=sys.stderr)
+        return 2
     args.model = args.model or default_models()
     args.images = args.images or default_images()
     out = Path(args.out)
