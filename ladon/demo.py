@@ -19,22 +19,19 @@ import numpy as np
 import torch
 
 from .cli import run_guarded, unique_path
-from .data import bundled_images_dir
+from .data import default_model_path, images_for_classes
 from .errors import LadonError
 from .model import LadonModel, build_model, load_model
 from .packet import Packet
 from .visualize import draw_overlay, read_image, write_image
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGES = bundled_images_dir()
 DEFAULT_MODEL_NAME = "models/demo.pt"
-DEFAULT_MODEL = ROOT / DEFAULT_MODEL_NAME
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 JPEG_QUALITIES = (75, 90)
 STAGES = ("entropy_decode", "body", "classification", "detection", "segmentation", "total")
 RANDOM_WARNING = ("RANDOM WEIGHTS: this demo ran an untrained model, so every class, box and mask in it is "
                   "MEANINGLESS (packet sizes and timings are real). Train or convert a model and pass --model, "
-                  f"or place it at {DEFAULT_MODEL_NAME}.")
+                  f"or place it at {DEFAULT_MODEL_NAME} (or models/authors.pt).")
 
 
 def _loud(text: str) -> str:
@@ -43,11 +40,13 @@ def _loud(text: str) -> str:
 
 
 def choose_model(path: str | None) -> tuple[LadonModel, str]:
-    """``--model`` if given, else the bundled ``models/demo.pt`` if present, else a seed-0 random model."""
+    """``--model`` if given, else ``models/authors.pt`` or the bundled ``models/demo.pt`` if present
+    (:func:`ladon.data.default_model_path`), else a seed-0 random model."""
     if path is not None:
         return load_model(path), path
-    if DEFAULT_MODEL.is_file():
-        return load_model(DEFAULT_MODEL), str(DEFAULT_MODEL)
+    default = default_model_path()
+    if default is not None:
+        return load_model(default), str(default)
     return build_model(seed=0), "build_model(seed=0), random weights"
 
 
@@ -83,12 +82,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo for parsed options; return the exit status."""
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
-    images_dir = Path(args.images)
+    model, source = choose_model(args.model)
+    images_dir = Path(args.images) if args.images else images_for_classes(model.config.classification_classes)
     paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if images_dir.is_dir() else []
     if not paths:
         raise LadonError(f"no images found in {images_dir}")
-    model, source = choose_model(args.model)
     random_weights = model.random_weights
     if random_weights:
         print(_loud(RANDOM_WARNING))
@@ -139,10 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ladon.demo``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m ladon.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", metavar="PATH",
-                        help=f"full model file (default: {DEFAULT_MODEL_NAME} if present, else an "
-                             "untrained model, loudly flagged)")
-    parser.add_argument("--images", default=str(DEFAULT_IMAGES), metavar="DIR",
-                        help="directory of images (default: the bundled demo images)")
+                        help="full model file (default: models/authors.pt, else the bundled "
+                             f"{DEFAULT_MODEL_NAME}, else an untrained model, loudly flagged)")
+    parser.add_argument("--images", default=None, metavar="DIR",
+                        help="directory of images (default: the bundled shapes scenes for a ladon-shapes model, "
+                             "else the bundled photos)")
     parser.add_argument("--out", default="demo_output", metavar="DIR", help="output directory (demo_output)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     try:

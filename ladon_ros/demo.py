@@ -24,9 +24,7 @@ import cv2
 import numpy as np
 
 import ladon
-from ladon.data import bundled_images_dir
-
-DEFAULT_MODEL = Path("models") / "demo.pt"
+from ladon.data import default_model_path, images_for_classes
 
 
 def _jpeg_bytes(rgb: np.ndarray, quality: int) -> int:
@@ -104,18 +102,24 @@ def run(args: argparse.Namespace) -> int:
     from ladon_ros import conversions, launcher
     from ladon_ros.recorder import Recorder
 
-    images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    default = default_model_path()
+    model_path = args.model or (str(default) if default else "")
+    if args.images:
+        images_dir = Path(args.images)
+    else:
+        classes = ladon.load_model(model_path).config.classification_classes if model_path else ()
+        images_dir = images_for_classes(classes)
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if args.max_frames:
         images = images[: args.max_frames]
     if not images:
-        print(f"error: no images in {args.images}", file=sys.stderr)
+        print(f"error: no images in {images_dir}", file=sys.stderr)
         return 2
     tmp = tempfile.TemporaryDirectory(prefix="ladon-demo-")
     source_dir = Path(tmp.name) / "images"  # exactly the selected images, for the looping camera
     source_dir.mkdir()
     for image in images:
         (source_dir / image.name).symlink_to(image.resolve())
-    model_path = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
     random_weights = not model_path or ladon.load_encoder(model_path).random_weights
     model_label = model_path or "random weights (seed 0)"
     if not model_path:
@@ -190,8 +194,10 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ladon_ros.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="model file (default: models/demo.pt, else random weights)")
-    parser.add_argument("--images", default=str(bundled_images_dir()), help="folder of images")
+    parser.add_argument("--model", default="", help="model file (default: models/authors.pt, else the bundled "
+                        "models/demo.pt, else random weights)")
+    parser.add_argument("--images", default="", help="folder of images (default: the bundled shapes scenes for a "
+                        "ladon-shapes model, else the bundled photos)")
     parser.add_argument("--max-frames", type=int, default=0, help="use at most N images (0 = all)")
     parser.add_argument("--rate", type=float, default=0.5, help="camera rate in Hz")
     parser.add_argument("--encoder-threads", type=int, default=1, help="torch threads of the encoder node")

@@ -42,13 +42,14 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..data import SHAPES_CLASSES
 from ..errors import LadonError
 from ..evaluation.metrics import SegmentationMetric
 from ..visualize import palette, write_image
 
 DATASET_NAME = "ladon-shapes"
 GENERATOR_VERSION = 1
-CLASS_NAMES = ("circle", "cross", "ring", "square", "star", "triangle")
+CLASS_NAMES = SHAPES_CLASSES
 """Class names in id order: class id ``k`` (1-based, as in masks and COCO ``category_id``) is ``CLASS_NAMES[k - 1]``,
 which is also the ImageFolder class index ``k - 1`` (the names are sorted, as ImageFolder sorts folders)."""
 SPLITS = ("train", "val", "test")

@@ -65,7 +65,7 @@ def test_demo_writes_overlays_results_and_stats(files, tmp_path, capsys) -> None
 
 
 def test_demo_without_a_model_falls_back_loudly(files, tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "no_such_demo.pt")
+    monkeypatch.setattr(demo, "default_model_path", lambda: None)
     monkeypatch.setattr(demo, "build_model", lambda seed: tiny_random_model(seed))
     out = tmp_path / "out"
     assert demo.main(["--images", str(files["images"]), "--out", str(out)]) == 0
@@ -113,3 +113,12 @@ def test_bench_through_the_cli_refusal_and_random_weights(files, tmp_path, capsy
                      "--warmup", "0", "--threads", "1", "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "bench.json").read_text())["random_weights"] is True
     assert "RANDOM" in (tmp_path / "bench.md").read_text()
+
+
+def test_bundled_images_follow_the_model_classes() -> None:
+    from ladon.data import SHAPES_CLASSES, bundled_images_dir, bundled_shapes_dir, images_for_classes
+    from ladon.datasets.synth import CLASS_NAMES
+    assert CLASS_NAMES == SHAPES_CLASSES
+    assert images_for_classes(SHAPES_CLASSES) == bundled_shapes_dir()
+    assert images_for_classes(("tench", "goldfish")) == bundled_images_dir()
+    assert len(list(bundled_shapes_dir().glob("*.png"))) == 8

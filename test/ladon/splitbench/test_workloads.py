@@ -8,8 +8,15 @@ import torch
 
 from ladon import build_model
 from ladon.preprocess import PreprocessConfig
-from ladon.splitbench.workloads import (EntropicStudentEdge, EntropicStudentRobot, LocalModels, PerTaskTeacher,
-                                        entropic_student_models, es_input_sizes, model_with_input_size)
+from ladon.splitbench.workloads import (
+    EntropicStudentEdge,
+    EntropicStudentRobot,
+    LocalModels,
+    PerTaskTeacher,
+    entropic_student_models,
+    es_input_sizes,
+    model_with_input_size,
+)
 
 TASKS = ("classification", "detection", "segmentation")
 
@@ -37,7 +44,7 @@ def test_model_with_input_size_keeps_weights_and_bitstream_identity(tiny_model_f
 
 
 def test_entropic_student_three_bitstreams_and_pipelines(tiny_model_file) -> None:
-    path, model = tiny_model_file
+    path, _ = tiny_model_file
     models = entropic_student_models(path)
     assert {t: m.config.preprocess.input_size for t, m in models.items()} == es_input_sizes(64)
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
