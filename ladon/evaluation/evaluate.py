@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -449,7 +451,40 @@ def evaluate(config: EvalConfig, progress: bool = False) -> dict[str, Any]:
         for row, summary in zip(rows, evaluate_task(task, dataset, indices, methods, progress)):
             row[task] = summary
         datasets[task]["seconds"] = round(time.perf_counter() - started, 3)
-    return {"rows": rows, "datasets": datasets, "config": config.to_dict()}
+    document = {"rows": rows, "datasets": datasets, "config": config.to_dict()}
+    document["equal_rate"] = equal_rate_comparison(document)
+    return document
+
+
+def equal_rate_comparison(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """For every Ladon row and task: the primary metric of the teacher behind each input codec at the same KB per
+    image, interpolated linearly in log(KB) between the two measured qualities around it (``None`` outside the
+    measured range, with the range)."""
+    out = []
+    for row in document["rows"]:
+        if row["method"] != "ladon":
+            continue
+        for task in document["datasets"]:
+            if row.get(task) is None:
+                continue
+            key = PRIMARY_METRIC[task][0]
+            kb = row[task]["payload_kb"]
+            entry: dict[str, Any] = {"model": row["label"], "task": task, "metric": key, "kb": kb,
+                                     "ladon": row[task][key]}
+            for codec in ("jpeg", "webp"):
+                points = sorted((r[task]["payload_kb"], r[task][key]) for r in document["rows"]
+                                if r["method"] == codec and r.get(task) is not None)
+                if not points:
+                    continue
+                entry[f"{codec}_range_kb"] = [points[0][0], points[-1][0]]
+                entry[codec] = None
+                for (k0, m0), (k1, m1) in itertools.pairwise(points):
+                    if k0 <= kb <= k1:
+                        t = 0.0 if k1 == k0 else (math.log(kb) - math.log(k0)) / (math.log(k1) - math.log(k0))
+                        entry[codec] = m0 + t * (m1 - m0)
+                        break
+            out.append(entry)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -483,6 +518,22 @@ def markdown_table(document: dict[str, Any]) -> str:
         lines.append("")
     lines.append("KB = 1024 bytes of rANS payload (Ladon) or of the whole JPEG/WebP file (teacher on the decoded "
                  "image); bpp = those bits per original pixel; packet bytes = a Ladon packet on the wire.")
+    if document.get("equal_rate"):
+        lines += ["", "## At equal bytes: Ladon against the teacher behind JPEG / WebP", "",
+                  "| model | task | metric | KB/image | Ladon | teacher on JPEG | teacher on WebP |",
+                  "|---|---|---|---|---|---|---|"]
+        for e in document["equal_rate"]:
+            def codec(name: str, e: dict[str, Any] = e) -> str:
+                if name not in e:
+                    return "–"
+                if e[name] is None:
+                    low, high = e[f"{name}_range_kb"]
+                    return f"outside {low:.2f}–{high:.2f} KB"
+                return _percent(e[name])
+            lines.append(f"| {e['model']} | {e['task']} | {e['metric']} | {e['kb']:.3f} | {_percent(e['ladon'])} | "
+                         f"{codec('jpeg')} | {codec('webp')} |")
+        lines += ["", "Codec values are interpolated linearly in log(KB) between the two measured qualities around "
+                  "the Ladon rate."]
     return "\n".join(lines) + "\n"
 
 

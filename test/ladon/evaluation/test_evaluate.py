@@ -212,12 +212,13 @@ def test_evenly_spaced_caps_and_spreads() -> None:
     assert evenly_spaced(10, 3) == [0, 4, 9]
 
 
-def test_offline_eval_config_lists_every_beta_and_baseline() -> None:
+def test_offline_eval_config_lists_the_demo_betas_and_baselines() -> None:
     config = load_config(CONFIGS / "offline" / "eval.yaml")
-    assert [Path(m.path).parent.name for m in config.models] == [
-        f"ladon_beta{b}" for b in ("0.32", "1.28", "5.12", "10.24", "20.48")]
+    assert [Path(m.path).parent.name for m in config.models] == [f"ladon_beta{b}" for b in ("1.28", "10.24")]
+    assert all((CONFIGS / "offline" / f"{Path(m.path).parent.name}.yaml").is_file() for m in config.models)
     assert config.teacher == "runs/offline/teacher/teacher.pt"
-    assert config.baselines == {"jpeg": (10, 30, 50, 75, 90), "webp": (10, 30, 50, 75, 90)}
+    qualities = (5, 10, 20, 30, 50, 75, 90)
+    assert config.baselines == {"jpeg": qualities, "webp": qualities}
     assert set(config.data) == {"classification", "detection", "segmentation"}
     assert all("test" in json.dumps(spec) for spec in config.data.values())
 
@@ -247,3 +248,22 @@ def test_errors_end_with_one_line_and_status_2(tmp_path, capsys) -> None:
                                     "data": data_spec(tmp_path)}))
     assert eval_main([str(path)]) == 2
     assert capsys.readouterr().err.startswith("error: model file not found")
+
+
+def test_equal_rate_comparison_interpolates_in_log_kb() -> None:
+    from ladon.evaluation.evaluate import equal_rate_comparison, markdown_table
+
+    def row(method, label, kb, top1):
+        return {"method": method, "label": label, "random_weights": False,
+                "classification": {"payload_kb": kb, "top1": top1, "top5": top1, "bpp": 0.1}}
+    document = {"datasets": {"classification": {"spec": {}, "images": 3}},
+                "rows": [row("ladon", "beta=1", 2.0, 0.9), row("ladon", "beta=9", 0.5, 0.7),
+                         row("jpeg", "q10", 1.0, 0.4), row("jpeg", "q50", 4.0, 0.8)]}
+    first, second = equal_rate_comparison(document)
+    assert first["jpeg"] == pytest.approx(0.6)  # 2 KB is halfway between 1 and 4 KB in log scale
+    assert first["jpeg_range_kb"] == [1.0, 4.0] and "webp" not in first
+    assert second["jpeg"] is None  # below the lowest measured JPEG rate
+    document["equal_rate"] = [first, second]
+    text = markdown_table(document)
+    assert "| beta=1 | classification | top1 | 2.000 | 90.00 | 60.00 | – |" in text
+    assert "outside 1.00–4.00 KB" in text
