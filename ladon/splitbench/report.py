@@ -130,8 +130,18 @@ def _versus(run: dict[str, Any], local: dict[str, Any], prefix: str) -> dict[str
                                                                 / local["robot_energy_j_per_frame"])}
 
 
+UNSHAPED_X = 1e6
+"""Where an unshaped link sits on the plots' data-rate axis (kbit/s), labelled 'unshaped'."""
+
+
 def _link_x(link: dict[str, Any]) -> float:
-    return 1e7 if link["rate_kbit"] is None else link["rate_kbit"]
+    return UNSHAPED_X if link["rate_kbit"] is None else link["rate_kbit"]
+
+
+def _rate_label(x: float) -> str:
+    if x >= UNSHAPED_X:
+        return "unshaped"
+    return f"{x / 1000:g} Mbit/s" if x >= 1000 else f"{x:g} kbit/s"
 
 
 def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -165,7 +175,10 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.fill_between(x, p50, p95, color=colors[c], alpha=0.15)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("data rate (kbit/s; rightmost = unshaped)")
+        ticks = sorted({_link_x(r["link"]) for r in runs if r["config"] != "local"})
+        ax.set_xticks(ticks, [_rate_label(t) for t in ticks], rotation=30, fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("link data rate (both directions)")
         ax.set_ylabel("end-to-end latency per frame, ms (p50; band to p95)")
         ax.set_title(f"packet loss {loss * 100:g} %")
         ax.grid(True, which="both", alpha=0.3)
@@ -177,21 +190,23 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    rates = sorted({_link_x(r["link"]) for r in runs if r["config"] != "local" and r["link"]["loss"] == 0})
+    energy_loss = min(losses) if losses else 0.0  # the lossless links when measured
+    rates = sorted({_link_x(r["link"]) for r in runs if r["config"] != "local" and r["link"]["loss"] == energy_loss})
     width = 0.8 / max(1, len(rates))
-    for i, rate in enumerate(rates):
+    for i, rate in enumerate(rates or [UNSHAPED_X]):
         ys = []
         for c in configs:
             match = [r for r in runs if r["config"] == c and (c == "local" or (_link_x(r["link"]) == rate
-                                                                              and r["link"]["loss"] == 0))]
+                                                                              and r["link"]["loss"] == energy_loss))]
             ys.append(match[0]["robot_energy_j_per_frame"] * 1e3 if match else np.nan)
-        label = "unshaped" if rate >= 1e7 else (f"{rate / 1000:g} Mbit/s" if rate >= 1000 else f"{rate:g} kbit/s")
-        ax.bar(np.arange(len(configs)) + i * width, ys, width, label=label)
+        ax.bar(np.arange(len(configs)) + i * width, ys, width, label=_rate_label(rate) if rates else None)
     ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2, configs, rotation=20, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("robot energy per frame, mJ")
-    ax.set_title(f"Robot energy ({document['energy_model']['formula']})", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.set_title(f"Robot energy at packet loss {energy_loss * 100:g} % "
+                 f"({document['energy_model']['formula']})", fontsize=8)
+    if rates:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "energy.png")
     fig.savefig(paths[-1], dpi=120)
