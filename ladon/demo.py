@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         wire = packet.to_bytes()  # what would cross the network
         (result,) = model.server.infer([Packet.from_bytes(wire)], tasks)
         target = unique_path(overlays, path.stem, ".png", used)
-        write_image(target, draw_overlay(image, result))
+        scale = max(1, min(8, -(-480 // min(image.shape[:2]))))  # readable labels on small frames
+        write_image(target, draw_overlay(image, result, scale=scale))
         h, w = image.shape[:2]
         results.append({"image": path.name, "packet_bytes": len(wire), "encode_ms": round(encode_ms, 3),
                         "overlay": str(target), **result.to_dict()})

@@ -5,6 +5,7 @@ Only OpenCV is used for drawing; every colour comes from the fixed :func:`palett
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import cv2
@@ -59,6 +60,22 @@ def write_image(path: str | os.PathLike[str], image_rgb: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- drawing
+MAX_OVERLAY_SCALE = 8
+
+
+def _scaled(image: np.ndarray, result: Result, scale: int) -> tuple[np.ndarray, Result]:
+    """The image and the result's boxes and mask, ``scale`` times larger."""
+    h, w = image.shape[:2]
+    image = cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
+    changes: dict = {}
+    if result.segmentation is not None:
+        mask = cv2.resize(result.segmentation.mask, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+        changes["segmentation"] = dataclasses.replace(result.segmentation, mask=mask)
+    if result.detection is not None:
+        changes["detection"] = dataclasses.replace(result.detection, boxes=result.detection.boxes * scale)
+    return image, dataclasses.replace(result, **changes)
+
+
 def palette(n: int) -> np.ndarray:
     """``n`` distinct RGB colours (n, 3) uint8: the PASCAL VOC colour map, so class 0 is black (background)."""
     ids = np.arange(n, dtype=np.int64)
@@ -142,8 +159,10 @@ def _draw_detections(image: np.ndarray, result: Result, score_threshold: float) 
 
 
 def draw_overlay(image_rgb: np.ndarray, result: Result, *, alpha: float = 0.45,
-                 score_threshold: float = 0.3) -> np.ndarray:
-    """Draw ``result`` over the image it belongs to and return a new HxWx3 uint8 RGB image of the same size.
+                 score_threshold: float = 0.3, scale: int = 1) -> np.ndarray:
+    """Draw ``result`` over the image it belongs to and return a new HxWx3 uint8 RGB image of the same size, or
+    ``scale`` times larger (image resized bilinearly, mask by nearest neighbour, boxes scaled): small frames get
+    readable labels that way.
 
     The segmentation mask is blended with :func:`palette` colours (class 0, background, is left as is) and
     its classes listed bottom-left; detections scoring at least ``score_threshold`` get boxes and ``name score``
@@ -156,6 +175,10 @@ def draw_overlay(image_rgb: np.ndarray, result: Result, *, alpha: float = 0.45,
                                 f"{result.geometry.original_size[0]}x{result.geometry.original_size[1]}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not 1 <= scale <= MAX_OVERLAY_SCALE:
+        raise ValueError(f"scale must be in 1..{MAX_OVERLAY_SCALE}, got {scale}")
+    if scale > 1:
+        image, result = _scaled(image, result, scale)
     if result.segmentation is not None:
         _draw_segmentation(image, result.segmentation.mask, result.segmentation.class_names, alpha)
     if result.detection is not None:

@@ -84,6 +84,14 @@ def _markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def overlay_scale(image_path: Path, min_side: int = 480) -> int:
+    """Integer upscaling that gives overlays of small frames (e.g. 160 px scenes) at least ``min_side`` pixels."""
+    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return 1
+    return max(1, min(8, -(-min_side // min(image.shape[:2]))))
+
+
 def _one_per_image(frames: list) -> list:
     """The first complete frame of each distinct camera image (identified by its pixels), in arrival order."""
     seen: dict[bytes, Any] = {}
@@ -132,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "split", "--model", model_path, "--source", str(source_dir), "--rate", str(args.rate), "--log-level", "warn",
         "--encoder-arg=-p=max_payload_bytes:=0", f"--encoder-arg=-p=torch_threads:={args.encoder_threads}",
         "--server-arg=-p=overlay.background:=image", "--server-arg=-p=queue_size:=8",
+        f"--server-arg=-p=overlay.scale:={overlay_scale(images[0])}",
         # The camera waits for the encoder, the server (overlay background) and this recorder before its first frame.
         "--source-arg=-p=min_subscribers:=3"])
     env = launcher.launch_env()

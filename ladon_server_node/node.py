@@ -30,7 +30,7 @@ import ladon
 from ladon.errors import LadonError
 from ladon.results import Detections, Result
 from ladon.server import TASKS
-from ladon.visualize import draw_overlay, palette
+from ladon.visualize import MAX_OVERLAY_SCALE, draw_overlay, palette
 from ladon_ros.conversions import (
     array_to_image_msg,
     classification_msg,
@@ -109,6 +109,8 @@ class LadonServerNode(LadonNode):
         self.overlay_background = declare(
             self, "overlay.background", "mask",
             "Overlay drawn on the coloured 'mask', or on the camera 'image' (<robot>/image, same stamp; else mask)")
+        self.overlay_scale = declare(self, "overlay.scale", 1, "Overlay size as a multiple of the frame size "
+                                     "(readable labels on small frames)", min_value=1, max_value=MAX_OVERLAY_SCALE)
         self.top_k = declare(self, "top_k", 5, "Classes in ladon/classification", min_value=1, max_value=1000)
         self.threshold = declare(self, "detection.publish_threshold", 0.3,
                                  "Detections scoring below this are not published", min_value=0.0, max_value=1.0)
@@ -265,7 +267,8 @@ class LadonServerNode(LadonNode):
         if result.segmentation is not None:
             robot.outputs["segmentation"].publish(segmentation_msg(result, header))
         if overlay:
-            image = draw_overlay(self._background(robot, result, header), result, score_threshold=self.threshold)
+            image = draw_overlay(self._background(robot, result, header), result, score_threshold=self.threshold,
+                                 scale=self.overlay_scale)
             robot.overlay.publish(array_to_image_msg(image[:, :, ::-1], "bgr8", header))
         age = None
         if header.stamp.sec or header.stamp.nanosec:

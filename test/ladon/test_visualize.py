@@ -64,6 +64,18 @@ def test_boxes_below_threshold_are_not_drawn() -> None:
     assert (everything[30, 150] != GRAY).any()
 
 
+def test_scaled_overlay_scales_image_boxes_and_mask() -> None:
+    out = draw_overlay(_image(), _result(detection=True, segmentation=True), alpha=0.5, scale=3)
+    assert out.shape == (3 * H, 3 * W, 3)
+    assert (out[3 * 70, 3 * 20] != GRAY).any() and (out[3 * 70, 3 * 80] != GRAY).any()  # box edges, scaled
+    expected = np.rint(0.5 * GRAY + 0.5 * palette(16)[15].astype(np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(out[3 * 70, 3 * 140], expected)  # mask, scaled
+    assert (out[3 * 30, 3 * 60] == GRAY).all()
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="scale"):
+            draw_overlay(_image(), _result(), scale=bad)
+
+
 def test_classification_and_random_weights_banners() -> None:
     plain = draw_overlay(_image(), _result(classification=True))
     assert (plain[2, :] != GRAY).all(axis=1).all()  # banner across the top
