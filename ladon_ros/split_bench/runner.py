@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ladon.data import AUTHORS_MODEL, DEMO_MODEL, bundled_shapes_dir, images_for_classes
 from ladon.errors import LadonError
 from ladon.splitbench.link import LinkSpec, Testbed, TestbedError, parse_rate
 from ladon.splitbench.report import EnergyModel, energy_model_dict, latency_summary, write
@@ -51,12 +52,18 @@ class BenchConfig:
 
 
 def default_models() -> list[str]:
-    """The bundled demo models (two betas), if present."""
-    return [str(p) for p in (REPO / "models" / "demo.pt", REPO / "models" / "demo_beta10.24.pt") if p.is_file()]
+    """``models/authors.pt`` if converted, else the bundled demo models (two betas) that are present."""
+    if AUTHORS_MODEL.is_file():
+        return [str(AUTHORS_MODEL)]
+    return [str(p) for p in (DEMO_MODEL, DEMO_MODEL.with_name("demo_beta10.24.pt")) if p.is_file()]
 
 
-def default_images() -> str:
-    return str(REPO / "ladon" / "assets" / "shapes")
+def default_images(model_path: str | None = None) -> str:
+    """The bundled frames that suit the model: shapes scenes for a ladon-shapes model, else the photos."""
+    if model_path is None:
+        return str(bundled_shapes_dir())
+    from ladon.model import load_model
+    return str(images_for_classes(load_model(model_path).config.classification_classes))
 
 
 def _python_module(module: str, *args: str) -> list[str]:
@@ -318,12 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ladon bench-split", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", default=None,
-                   help="Ladon model file, repeatable: one 'ladon' configuration each (default: models/demo.pt "
-                        "and models/demo_beta10.24.pt); the first one also builds the Entropic-Student pipelines "
-                        "and gives the teacher architecture")
+                   help="Ladon model file, repeatable: one 'ladon' configuration each (default: models/authors.pt "
+                        "if present, else models/demo.pt and models/demo_beta10.24.pt); the first one also builds "
+                        "the Entropic-Student pipelines and gives the teacher architecture")
     p.add_argument("--teacher", default="", help="teacher file for the JPEG/raw server (default: random weights, "
                                                  "identical compute)")
-    p.add_argument("--images", default=None, help="folder of camera frames (default: the bundled shapes scenes)")
+    p.add_argument("--images", default=None, help="folder of camera frames (default: the bundled shapes scenes for "
+                                                  "a ladon-shapes model, else the bundled photos)")
     p.add_argument("--configs", default=",".join(CONFIG_KINDS), help="comma-separated subset of "
                                                                      f"{', '.join(CONFIG_KINDS)}")
     p.add_argument("--jpeg-qualities", default="50,90")
@@ -357,7 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     args.model = args.model or default_models()
-    args.images = args.images or default_images()
+    if not args.model:
+        print("[bench-split] error: no Ladon model: pass --model FILE (models/demo.pt is missing)", file=sys.stderr)
+        return 2
+    args.images = args.images or default_images(args.model[0])
     out = Path(args.out)
     log_dir = out / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
