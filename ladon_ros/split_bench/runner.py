@@ -178,9 +178,11 @@ class Processes:
 
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.logs: list[IO[str]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path, **kw) -> subprocess.Popen:
-        handle = open(log, "w")
+        handle = open(log, "w")  # noqa: SIM115 (closed in stop())
+        self.logs.append(handle)
         proc = subprocess.Popen(argv, env=env, stderr=handle, stdout=kw.pop("stdout", handle), text=True,
                                 start_new_session=True, **kw)
         self.procs.append((name, proc))
@@ -209,6 +211,9 @@ class Processes:
                     pass
                 proc.wait()
         self.procs = []
+        for handle in self.logs:
+            handle.close()
+        self.logs = []
 
 
 def node_env(domain: int, robot: bool) -> dict[str, str]:
