@@ -181,7 +181,7 @@ class Processes:
         self.logs: list[IO[str]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path, **kw) -> subprocess.Popen:
-        handle = open(log, "w")  # noqa: SIM115 (closed in stop())
+        handle = open(log, "w")
         self.logs.append(handle)
         proc = subprocess.Popen(argv, env=env, stderr=handle, stdout=kw.pop("stdout", handle), text=True,
                                 start_new_session=True, **kw)
