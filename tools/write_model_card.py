@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ladon import load_model
+from ladon.evaluation.evaluate import equal_rate_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = {"models/demo.pt": "runs/offline/ladon_beta1.28", "models/demo_beta10.24.pt": "runs/offline/ladon_beta10.24"}
@@ -93,15 +94,8 @@ def main() -> int:
               "### Against the teacher behind JPEG / WebP at equal bytes", "",
               "| model | task | KB/frame | Ladon | teacher on JPEG | teacher on WebP |", "|---|---|---|---|---|---|"]
     for e in ev.get("equal_rate", []):
-        def codec(c: str, e: dict = e) -> str:
-            if c not in e:
-                return "–"
-            if e[c] is None:
-                lo, hi = e[f"{c}_range_kb"]
-                return f"n/a (measured {lo:.2f}–{hi:.2f} KB)"
-            return pct(e[c])
         lines.append(f"| {e['model']} | {e['task']} ({e['metric']}) | {e['kb']:.2f} | {pct(e['ladon'])} | "
-                     f"{codec('jpeg')} | {codec('webp')} |")
+                     f"{equal_rate_cell(e, 'jpeg')} | {equal_rate_cell(e, 'webp')} |")
     lines += ["", "The full table (top-5, AP50/75, pixel accuracy, every JPEG/WebP quality) is "
               "`models/demo_eval/eval.md`; the plot is `models/demo_eval/rate_accuracy.png`.", "", "## Recipe", "",
               "Configs (data, not code): `configs/offline/teacher.yaml`, `configs/offline/ladon_beta1.28.yaml`, "

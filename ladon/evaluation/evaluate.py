@@ -523,18 +523,21 @@ def markdown_table(document: dict[str, Any]) -> str:
                   "| model | task | metric | KB/image | Ladon | teacher on JPEG | teacher on WebP |",
                   "|---|---|---|---|---|---|---|"]
         for e in document["equal_rate"]:
-            def codec(name: str, e: dict[str, Any] = e) -> str:
-                if name not in e:
-                    return "–"
-                if e[name] is None:
-                    low, high = e[f"{name}_range_kb"]
-                    return f"outside {low:.2f}–{high:.2f} KB"
-                return _percent(e[name])
             lines.append(f"| {e['model']} | {e['task']} | {e['metric']} | {e['kb']:.3f} | {_percent(e['ladon'])} | "
-                         f"{codec('jpeg')} | {codec('webp')} |")
+                         f"{equal_rate_cell(e, 'jpeg')} | {equal_rate_cell(e, 'webp')} |")
         lines += ["", "Codec values are interpolated linearly in log(KB) between the two measured qualities around "
                   "the Ladon rate."]
     return "\n".join(lines) + "\n"
+
+
+def equal_rate_cell(entry: dict[str, Any], codec: str) -> str:
+    """One codec's cell of the equal-bytes table: the metric in %, '–' when not measured, or the measured range."""
+    if codec not in entry:
+        return "–"
+    if entry[codec] is None:
+        low, high = entry[f"{codec}_range_kb"]
+        return f"outside {low:.2f}–{high:.2f} KB"
+    return _percent(entry[codec])
 
 
 def rate_accuracy_figure(document: dict[str, Any]) -> Figure:

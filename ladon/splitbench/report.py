@@ -144,6 +144,14 @@ def _rate_label(x: float) -> str:
     return f"{x / 1000:g} Mbit/s" if x >= 1000 else f"{x:g} kbit/s"
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
     """Latency vs data rate (loss 0 % and 1 %), robot energy per configuration, and bytes per frame."""
     import matplotlib
@@ -184,10 +192,7 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "latency_vs_rate.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "latency_vs_rate.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     energy_loss = min(losses) if losses else 0.0  # the lossless links when measured
@@ -207,10 +212,7 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
                  f"({document['energy_model']['formula']})", fontsize=8)
     if rates:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "energy.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "energy.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     unshaped = [next((r for r in runs if r["config"] == c and r["link"]["rate_kbit"] is None
@@ -224,10 +226,7 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_ylabel("KB on the wire per frame (veth counters)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "bytes_per_frame.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "bytes_per_frame.png"))
     return paths
 
 
