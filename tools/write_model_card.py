@@ -136,6 +136,11 @@ def main() -> int:
               "- Synthetic, simple scenes: six shape classes, at most four objects, 160 px. The numbers say the "
               "recipe and the code work end to end; they say nothing about ImageNet/COCO/VOC accuracy.",
               "- The schedule is short (CPU budget); longer training (`epochs` in the configs) improves every task.",
+              "- The segmentation head runs on layer4 (stride 32), a 5×5 grid for a 160 px frame, upsampled: masks are "
+              "blob-shaped (a ring's hole is filled). The detection boxes are the sharper output.",
+              "- At about 1 KB per frame the teacher behind WebP is more accurate than Ladon β=1.28 on classification "
+              "and detection and equal on segmentation (table above); Ladon's advantage here is the robot-side cost "
+              "and rates below what the image codecs reach (β=10.24: 0.28 KB per frame for all three tasks).",
               ""]
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}")
