@@ -130,8 +130,11 @@ def main() -> int:
               "ladon train configs/offline/ladon_beta1.28.yaml",
               "ladon train configs/offline/ladon_beta10.24.yaml",
               "ladon eval configs/offline/eval.yaml", "```", "",
-              "CPU training is deterministic for a given torch build and thread count; other machines may differ in "
-              "the last digits.", "",
+              "The runs behind these files used exactly these configs (the `config.yaml` each run wrote is compared "
+              "to them). Training is seeded (weights, data order, augmentation); a rerun on another machine, thread "
+              "count or torch build can differ in the last digits, and the full rerun was not repeated for this card. "
+              "`ladon eval configs/offline/eval_bundled.yaml` reproduces the Ladon rows above from the bundled files "
+              "(the teacher rows need the teacher run: `configs/offline/eval.yaml`).", "",
               "## Limitations", "",
               "- Synthetic, simple scenes: six shape classes, at most four objects, 160 px. The numbers say the "
               "recipe and the code work end to end; they say nothing about ImageNet/COCO/VOC accuracy.",
