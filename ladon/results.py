@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,3 +91,13 @@ class Result:
             if include_mask:
                 out["segmentation"]["mask"] = s.mask.tolist()
         return out
+
+
+def detections_above(result: Result, threshold: float) -> Result:
+    """``result`` with only the detections scoring at least ``threshold`` (what the nodes publish)."""
+    d = result.detection
+    if d is None:
+        return result
+    keep = d.scores >= threshold
+    kept = Detections(d.boxes[keep], d.labels[keep], [n for n, k in zip(d.class_names, keep) if k], d.scores[keep])
+    return dataclasses.replace(result, detection=kept)

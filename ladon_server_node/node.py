@@ -28,7 +28,7 @@ from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
 
 import ladon
 from ladon.errors import LadonError
-from ladon.results import Detections, Result
+from ladon.results import Result, detections_above
 from ladon.server import TASKS
 from ladon.visualize import MAX_OVERLAY_SCALE, draw_overlay, palette
 from ladon_ros.conversions import (
@@ -258,7 +258,7 @@ class LadonServerNode(LadonNode):
         """Infer one frame (decode once, wanted heads only) and publish its outputs in the robot's namespace."""
         tasks, overlay = self._wanted_tasks(robot)
         (result,) = self.model.server.infer([frame.packet], tasks=tasks, top_k=self.top_k)
-        result = self._thresholded(result)
+        result = detections_above(result, self.threshold)
         header = frame.header
         if result.classification is not None:
             robot.outputs["classification"].publish(classification_msg(result, header))
@@ -276,15 +276,6 @@ class LadonServerNode(LadonNode):
         with self._cond:
             robot.stats.frame(stamp_age_s=age, nbytes=frame.nbytes,
                               timings_ms={**result.timings_ms, "encode": frame.encode_time_ms})
-
-    def _thresholded(self, result: Result) -> Result:
-        """Drop detections scoring below ``detection.publish_threshold``."""
-        d = result.detection
-        if d is None:
-            return result
-        keep = d.scores >= self.threshold
-        kept = Detections(d.boxes[keep], d.labels[keep], [n for n, k in zip(d.class_names, keep) if k], d.scores[keep])
-        return dataclasses.replace(result, detection=kept)
 
     def _background(self, robot: Robot, result: Result, header: Header) -> np.ndarray:
         """The camera frame with the same stamp (``overlay.background: image``), else the coloured mask."""

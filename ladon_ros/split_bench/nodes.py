@@ -34,10 +34,9 @@ from ladon_msgs.msg import CompressedFeatures
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Classification, Detection2DArray
 
 from ladon.errors import LadonError
-from ladon.results import Detections, Result
+from ladon.results import Result, detections_above
 from ladon.splitbench.workloads import (
     EntropicStudentEdge,
     EntropicStudentRobot,
@@ -57,11 +56,9 @@ from ladon_ros.conversions import (
 )
 from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import declare, qos_profile
+from ladon_server_node.node import OUTPUT_TOPICS, OUTPUT_TYPES
 
 TASKS = ("classification", "detection", "segmentation")
-OUTPUT_TOPICS = {"classification": "ladon/classification", "detection": "ladon/detections",
-                 "segmentation": "ladon/segmentation"}
-OUTPUT_TYPES = {"classification": Classification, "detection": Detection2DArray, "segmentation": Image}
 FEATURE_TOPICS = {task: f"bench/features/{task}" for task in TASKS}
 JPEG_TOPIC = "bench/image/compressed"
 RAW_TOPIC = "bench/image/raw"
@@ -72,15 +69,6 @@ PUBLISH_THRESHOLD = 0.3
 RELIABLE = qos_profile("reliable", 5)
 
 
-def thresholded(result: Result, threshold: float = PUBLISH_THRESHOLD) -> Result:
-    d = result.detection
-    if d is None:
-        return result
-    keep = d.scores >= threshold
-    kept = Detections(d.boxes[keep], d.labels[keep], [n for n, k in zip(d.class_names, keep) if k], d.scores[keep])
-    return dataclasses.replace(result, detection=kept)
-
-
 class _OutputMixin:
     """The three output publishers and a publish-one-task helper."""
 
@@ -89,7 +77,7 @@ class _OutputMixin:
         self.errors = 0
 
     def _publish(self, result: Result, header: Header, tasks=TASKS) -> None:
-        result = thresholded(result)
+        result = detections_above(result, PUBLISH_THRESHOLD)
         if "classification" in tasks:
             self.outputs["classification"].publish(classification_msg(result, header))
         if "detection" in tasks:

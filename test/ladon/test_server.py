@@ -221,3 +221,17 @@ def test_errors_are_raised_before_any_decoding(model, packet, monkeypatch):
         model.server.infer([dataclasses.replace(packet, beta=2.0)])
     with pytest.raises(UnknownTaskError):
         model.server.infer([packet], tasks="depth")
+
+
+def test_detections_above_keeps_only_confident_boxes() -> None:
+    import numpy as np
+
+    from ladon.preprocess import Geometry
+    from ladon.results import Detections, Result, detections_above
+    result = Result("m", Geometry((4, 4), (4, 4), (32, 32)),
+                    detection=Detections(np.zeros((3, 4), np.float32), np.array([1, 2, 3]), ["a", "b", "c"],
+                                         np.array([0.9, 0.2, 0.5], np.float32)))
+    kept = detections_above(result, 0.5).detection
+    assert kept.class_names == ["a", "c"] and kept.labels.tolist() == [1, 3]
+    assert len(result.detection) == 3  # the input is not modified
+    assert detections_above(Result("m", result.geometry), 0.5).detection is None
