@@ -267,3 +267,11 @@ def test_equal_rate_comparison_interpolates_in_log_kb() -> None:
     text = markdown_table(document)
     assert "| beta=1 | classification | top1 | 2.000 | 90.00 | 60.00 | – |" in text
     assert "outside 1.00–4.00 KB" in text
+
+
+def test_offline_eval_bundled_config_evaluates_the_committed_models() -> None:
+    config = load_config(CONFIGS / "offline" / "eval_bundled.yaml")
+    assert [m.path for m in config.models] == ["models/demo.pt", "models/demo_beta10.24.pt"]
+    root = CONFIGS.parent
+    assert all((root / m.path).is_file() for m in config.models)
+    assert config.teacher is None and not any(config.baselines.values())
