@@ -9,7 +9,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE_NAME = "ladon_bringup"
-VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("ladon").joinpath("__init__.py")
+VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("ladon").joinpath("_version.py")
                     .read_text()).group(1)
 
 setup(

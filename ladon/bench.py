@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from .cli import add_model_options, check_model_options, load_full_model, run_guarded
 from .data import bundled_images_dir
 from .errors import LadonError

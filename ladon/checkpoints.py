@@ -43,7 +43,7 @@ import torch
 
 from .errors import CheckpointError, StateDictMismatchError
 from .model import LadonConfig, LadonModel
-from .server import TASKS
+from .tasks import TASKS
 
 BodyNorm = Literal["classification", "segmentation"]
 

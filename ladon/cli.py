@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from .checkpoints import load_authors_checkpoints
 from .encoder import LadonEncoder
 from .errors import LadonError

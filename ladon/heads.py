@@ -28,7 +28,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from .preprocess import Geometry
+from .geometry import Geometry
 from .results import Classification, Detections, Segmentation
 
 

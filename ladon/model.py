@@ -11,15 +11,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .backbones import backbone_spec, build_body
 from .bottleneck import remap_entropy_bottleneck_keys, resize_cdf_buffers
 from .classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
 from .encoder import LadonEncoder, tensors_digest
 from .errors import CheckpointError, LadonError, StateDictMismatchError
+from .geometry import PreprocessConfig
 from .heads import DetectionConfig, SegmentationConfig
-from .preprocess import PreprocessConfig
-from .server import TASKS, LadonServer, normalize_tasks
+from .server import LadonServer
+from .tasks import TASKS, normalize_tasks
 
 FILE_FORMAT = "ladon-model"
 FILE_FORMAT_VERSION = 1

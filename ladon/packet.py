@@ -37,7 +37,7 @@ from .errors import (
     TruncatedPacketError,
     UnsupportedVersionError,
 )
-from .preprocess import MAX_IMAGE_SIDE, Geometry
+from .geometry import MAX_IMAGE_SIDE, Geometry
 
 MAGIC = b"LDNP"
 FORMAT_VERSION = 1

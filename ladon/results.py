@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .preprocess import Geometry
+from .geometry import Geometry
 
 
 @dataclass

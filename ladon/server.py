@@ -20,6 +20,7 @@ from .errors import (
     UnknownTaskError,
     UnsupportedVersionError,
 )
+from .geometry import PreprocessConfig, compute_geometry
 from .heads import (
     ClassificationHead,
     DetectionHead,
@@ -30,19 +31,8 @@ from .heads import (
     top_k_classes,
 )
 from .packet import SUPPORTED_CODEC_VERSIONS, Packet
-from .preprocess import PreprocessConfig, compute_geometry
 from .results import Result
-
-TASKS = ("classification", "detection", "segmentation")
-
-
-def normalize_tasks(tasks: Iterable[str] | str) -> tuple[str, ...]:
-    """Validate task names and return them in canonical order, without duplicates."""
-    requested = {tasks} if isinstance(tasks, str) else set(tasks)
-    unknown = requested - set(TASKS)
-    if unknown:
-        raise UnknownTaskError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
-    return tuple(t for t in TASKS if t in requested)
+from .tasks import TASKS, normalize_tasks
 
 
 class LadonServer(nn.Module):

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .errors import InvalidImageError
-from .preprocess import check_rgb8, to_rgb8
+from .geometry import check_rgb8, to_rgb8
 from .results import Result
 
 RANDOM_WEIGHTS_TEXT = "RANDOM WEIGHTS - outputs are meaningless"

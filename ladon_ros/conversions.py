@@ -31,8 +31,8 @@ from vision_msgs.msg import (
 
 from ladon import Packet, Result
 from ladon.errors import ChecksumError, InvalidImageError, PacketError
+from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Geometry, to_rgb8
 from ladon.packet import MODEL_HASH_BYTES
-from ladon.preprocess import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Geometry, to_rgb8
 
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 _CHANNELS = {"rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1), "mono16": (1, 2)}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-TASKS = ("classification", "detection", "segmentation")
+from ladon.tasks import TASKS
 
 
 def config_dir() -> Path:

@@ -73,7 +73,7 @@ from ..heads import detections_in_original_pixels, mask_in_original_pixels, top_
 from ..model import LadonConfig, LadonModel, load_model
 from ..preprocess import preprocess
 from ..results import Result
-from ..server import TASKS
+from ..tasks import TASKS
 from ..train.config import DATASET_TYPES
 from ..train.data import IGNORE_INDEX, VOC_CATEGORY_MAP, CocoSegmentation
 from ..train.engine import resolve_device

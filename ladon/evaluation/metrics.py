@@ -26,8 +26,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..errors import InvalidImageError, LadonError
+from ..geometry import check_rgb8
 from ..packet import Packet
-from ..preprocess import check_rgb8
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 """Names of ``COCOeval.stats`` in order (AP over IoU 0.50:0.95, at 0.50, at 0.75, small/medium/large; AR@1/10/100,

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from ..classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
+from ..geometry import IMAGENET_MEAN, IMAGENET_STD, Geometry, check_rgb8
 from ..heads import top_k_classes
 from ..model import LadonModel, load_model
 from ..packet import Packet
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, Geometry, check_rgb8
 from ..results import Detections, Result, Segmentation
 
 ES_INPUT_SCALE = {"classification": 224 / 416, "detection": 800 / 416, "segmentation": 513 / 416}

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-import ladon.preprocess as pp
+import ladon.geometry as geometry
 from ladon.errors import ImageTooLargeError, InvalidImageError
 from ladon.preprocess import (
     IMAGENET_MEAN,
@@ -123,14 +123,14 @@ def test_uint16_message_points_to_conversion_helper():
 
 
 def test_image_over_pixel_cap_raises_image_too_large(monkeypatch):
-    monkeypatch.setattr(pp, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(geometry, "MAX_IMAGE_PIXELS", 100)
     check_rgb8(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ImageTooLargeError, match="11x10"):
         preprocess(np.zeros((11, 10, 3), np.uint8), CONFIG)
 
 
 def test_image_over_side_cap_raises_image_too_large(monkeypatch):
-    monkeypatch.setattr(pp, "MAX_IMAGE_SIDE", 16)
+    monkeypatch.setattr(geometry, "MAX_IMAGE_SIDE", 16)
     with pytest.raises(ImageTooLargeError, match="caps"):
         check_rgb8(np.zeros((1, 17, 3), np.uint8))
     assert issubclass(ImageTooLargeError, InvalidImageError)
