@@ -47,7 +47,7 @@ bench: $(STAMP)
 # Split computing vs offloading vs local computing through the real nodes over a shaped veth link (needs root):
 # bench/results/split/{split_bench.json, split_bench.md, *.png}. ARGS passes options, e.g. ARGS="--frames 5".
 bench-split: $(STAMP)
-	$(VENV)/bin/ladon bench-split $(ARGS)
+	$(VENV)/bin/ladon-bench-split $(ARGS)
 
 # Retrain the bundled demo models from scratch (~80 min on 2 CPU cores): data set, teacher, two betas, evaluation.
 demo-models: $(STAMP)

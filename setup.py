@@ -1,4 +1,5 @@
-"""Ladon split-computing perception: the ROS-free ``ladon`` library (and, later, the ROS 2 bring-up package).
+"""The ``ladon_bringup`` distribution: the ROS-free ``ladon`` library, the ``ladon_ros`` adapters, the node packages,
+the ``ladon_bench`` benchmarks, and the launch/config/rviz files of the ROS 2 package.
 
 The same file serves ``pip install -e .`` (the Makefile's venv) and colcon's ament_python build on a ROS 2 install.
 """
@@ -19,7 +20,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ladon", "ladon.*", "ladon_ros", "ladon_ros.*", "ladon_encoder_node",
-                                    "ladon_server_node"]),
+                                    "ladon_server_node", "ladon_bench", "ladon_bench.*"]),
     package_data={"ladon": ["py.typed", "assets/images/*", "assets/shapes/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
@@ -28,6 +29,8 @@ setup(
         ("share/" + PACKAGE_NAME + "/config", sorted(str(p) for p in Path("config").glob("*.yaml"))
          + sorted(str(p) for p in Path("config").glob("*.xml"))),
         ("share/" + PACKAGE_NAME + "/rviz", ["rviz/split.rviz"]),
+        # The bundled demo models, so that an installed package finds them (ladon.assets.models_dir).
+        ("share/" + PACKAGE_NAME + "/models", sorted(str(p) for p in Path("models").glob("demo*.pt"))),
     ],
     install_requires=[
         "torch>=2.1",
@@ -51,5 +54,6 @@ setup(
         "ladon_server = ladon_server_node.node:main",
         "ladon_image_source = ladon_ros.image_source:main",
         "ladon-launch = ladon_ros.launcher:main",
+        "ladon-bench-split = ladon_bench.runner:main",
     ]},
 )

@@ -15,9 +15,15 @@ from ladon_msgs.msg import CompressedFeatures
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from vision_msgs.msg import Classification, Detection2DArray
 
-OUTPUTS = ("detections", "classification", "segmentation", "overlay")
+from ladon_ros import topics
+
+OUTPUT_STREAMS: dict[str, tuple[str, type]] = {
+    **{topics.output_name(topic): (topic, topics.OUTPUT_TYPES[task]) for task, topic in topics.OUTPUT_TOPICS.items()},
+    topics.output_name(topics.OVERLAY): (topics.OVERLAY, Image),
+}
+"""What the recorder can subscribe to, keyed by the topic's last segment (``detections``, ``overlay``...)."""
+OUTPUTS = tuple(OUTPUT_STREAMS)
 
 
 def stamp_key(header) -> tuple[int, int]:
@@ -26,7 +32,7 @@ def stamp_key(header) -> tuple[int, int]:
 
 
 @dataclass
-class Frame:
+class RecordedFrame:
     """Everything recorded for one camera frame; ``*_at`` are wall-clock arrival times (time.time())."""
 
     stamp: tuple[int, int]
@@ -53,24 +59,23 @@ class Recorder(Node):
         super().__init__(node_name, **kwargs)
         self.outputs = outputs
         self.record_images = record_images
-        self.frames: dict[tuple[int, int], Frame] = {}
+        self.frames: dict[tuple[int, int], RecordedFrame] = {}
         self.lock = threading.Lock()
         prefix = f"{namespace.rstrip('/')}/" if namespace else ""
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        types = {"detections": Detection2DArray, "classification": Classification, "segmentation": Image,
-                 "overlay": Image}
         if record_images:
-            self.create_subscription(Image, f"{prefix}image", lambda m: self._store("image", m), reliable)
-        self.create_subscription(CompressedFeatures, f"{prefix}ladon/features",
+            self.create_subscription(Image, f"{prefix}{topics.IMAGE}", lambda m: self._store("image", m), reliable)
+        self.create_subscription(CompressedFeatures, f"{prefix}{topics.FEATURES}",
                                  lambda m: self._store("features", m), reliable)
         for name in outputs:
-            self.create_subscription(types[name], f"{prefix}ladon/{name}",
+            topic, msg_type = OUTPUT_STREAMS[name]
+            self.create_subscription(msg_type, f"{prefix}{topic}",
                                      lambda m, n=name: self._store(n, m), reliable)
 
     def _store(self, kind: str, msg) -> None:
         now = time.time()
         with self.lock:
-            frame = self.frames.setdefault(stamp_key(msg.header), Frame(stamp_key(msg.header)))
+            frame = self.frames.setdefault(stamp_key(msg.header), RecordedFrame(stamp_key(msg.header)))
             frame.arrived_at[kind] = now
             if kind == "image":
                 frame.image = msg
@@ -79,7 +84,7 @@ class Recorder(Node):
             else:
                 frame.outputs[kind] = msg
 
-    def completed(self) -> list[Frame]:
+    def completed(self) -> list[RecordedFrame]:
         """Frames for which every expected output (and, when recording images, image and features) arrived."""
         with self.lock:
             return sorted((f for f in self.frames.values() if f.complete(self.outputs, self.record_images)),

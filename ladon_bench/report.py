@@ -26,6 +26,11 @@ class EnergyModel:
     cpu_power_w: float = 5.0
     radio_power_w: float = 1.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters and the formula, for the report."""
+        return {**asdict(self), "formula": f"E = robot CPU-s × {self.cpu_power_w:g} W + uplink airtime × "
+                                           f"{self.radio_power_w:g} W"}
+
     def energy_j(self, cpu_s: float, uplink_bytes: float, rate_bits_per_s: float) -> float:
         airtime = 0.0 if math.isinf(rate_bits_per_s) else uplink_bytes * 8.0 / rate_bits_per_s
         return cpu_s * self.cpu_power_w + airtime * self.radio_power_w
@@ -51,7 +56,7 @@ def markdown(document: dict[str, Any]) -> str:
     s = document["settings"]
     m = document["machine"]
     lines = [
-        "# Split-computing benchmark (`ladon bench-split`)",
+        "# Split-computing benchmark (`ladon-bench-split`)",
         "",
         f"Machine: {m['cpu']} ({m['cores']} cores), Linux {m['kernel']}, torch {m['torch']}. "
         f"Robot: CPU(s) {s['robot_cpus']}, quota {s['robot_quota']} of a core; edge: CPU(s) {s['edge_cpus']}.",
@@ -230,7 +235,7 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def write(document: dict[str, Any], out_dir: str | os.PathLike[str], make_plots: bool = True) -> list[Path]:
+def write_report(document: dict[str, Any], out_dir: str | os.PathLike[str], make_plots: bool = True) -> list[Path]:
     """Write ``split_bench.json``, ``split_bench.md`` and the plots into ``out_dir``; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,8 +246,3 @@ def write(document: dict[str, Any], out_dir: str | os.PathLike[str], make_plots:
     if make_plots:
         paths += plots(document, out)
     return paths
-
-
-def energy_model_dict(model: EnergyModel) -> dict[str, Any]:
-    return {**asdict(model), "formula": f"E = robot CPU-s × {model.cpu_power_w:g} W + uplink airtime × "
-                                        f"{model.radio_power_w:g} W"}

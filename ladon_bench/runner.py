@@ -1,12 +1,12 @@
-"""``ladon bench-split``: Ladon vs Entropic-Student-style split, JPEG/raw offloading and local computing, through
-real ROS 2 nodes and real DDS over an emulated robot-edge link (see :mod:`ladon.splitbench.link`).
+"""``ladon-bench-split``: Ladon vs Entropic-Student-style split, JPEG/raw offloading and local computing, through
+real ROS 2 nodes and real DDS over an emulated robot-edge link (see :mod:`ladon_bench.link`).
 
 For each configuration the robot-side and edge-side nodes start once, in the ``robot`` and ``edge`` network
 namespaces (the robot's processes in a CPU group pinned to one core with a quota); then the link is switched
 through every rate/loss setting while the driver sends frames one at a time and waits for all three outputs.
 Per configuration and link it records the latency (camera stamp -> all three outputs back on the robot), frames
 delivered/dropped, bytes on the veth link per frame (kernel counters, both directions), robot CPU time per frame
-(cgroup accounting) and robot energy per frame (:class:`~ladon.splitbench.report.EnergyModel`).
+(cgroup accounting) and robot energy per frame (:class:`~ladon_bench.report.EnergyModel`).
 
 Needs root. Everything it creates is removed on exit, Ctrl-C and failure.
 """
@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ladon.data import AUTHORS_MODEL, DEMO_MODEL, bundled_shapes_dir, images_for_classes
+from ladon.assets import AUTHORS_MODEL_NAME, DEMO_MODEL_NAMES, bundled_shapes_dir, images_for_classes, model_path
 from ladon.errors import LadonError
-from ladon.splitbench.link import LinkSpec, Testbed, TestbedError, parse_rate
-from ladon.splitbench.report import EnergyModel, energy_model_dict, latency_summary, write
+from ladon.image_io import list_images
+from ladon_bench.link import LinkSetupError, LinkSpec, LinkTestbed, parse_rate
+from ladon_bench.report import EnergyModel, latency_summary, write_report
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 CONFIG_KINDS = ("ladon", "es", "jpeg", "raw", "local")
 DEFAULT_RATES = "unshaped,50Mbit,10Mbit,5Mbit,1Mbit"
 DEFAULT_LOW_RATE = "37.5kbit"
@@ -53,9 +54,10 @@ class BenchConfig:
 
 def default_models() -> list[str]:
     """``models/authors.pt`` if converted, else the bundled demo models (two betas) that are present."""
-    if AUTHORS_MODEL.is_file():
-        return [str(AUTHORS_MODEL)]
-    return [str(p) for p in (DEMO_MODEL, DEMO_MODEL.with_name("demo_beta10.24.pt")) if p.is_file()]
+    authors = model_path(AUTHORS_MODEL_NAME)
+    if authors is not None:
+        return [str(authors)]
+    return [str(p) for p in map(model_path, DEMO_MODEL_NAMES) if p is not None]
 
 
 def default_images(model_path: str | None = None) -> str:
@@ -97,23 +99,23 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
             beta = load_model(first).config.beta
             configs.append(BenchConfig(
                 f"entropic-student β={beta:g}", kind,
-                robot=[_python_module("ladon_ros.split_bench.nodes", "robot", "--ros-args", "-p", "mode:=es",
+                robot=[_python_module("ladon_bench.nodes", "robot", "--ros-args", "-p", "mode:=es",
                                       "-p", f"model:={first}")],
-                edge=[_python_module("ladon_ros.split_bench.nodes", "edge", "--ros-args", "-p", "mode:=es",
+                edge=[_python_module("ladon_bench.nodes", "edge", "--ros-args", "-p", "mode:=es",
                                      "-p", f"model:={first}", "-p", f"torch_threads:={edge_threads}")]))
         elif kind in ("jpeg", "raw"):
             teacher = ["-p", f"teacher:={args.teacher}"] if args.teacher else []
-            edge = _python_module("ladon_ros.split_bench.nodes", "edge", "--ros-args", "-p", f"mode:={kind}",
+            edge = _python_module("ladon_bench.nodes", "edge", "--ros-args", "-p", f"mode:={kind}",
                                   "-p", f"model:={first}", "-p", f"torch_threads:={edge_threads}", *teacher)
             qualities = [int(q) for q in args.jpeg_qualities.split(",")] if kind == "jpeg" else [0]
             for q in qualities:
-                robot = _python_module("ladon_ros.split_bench.nodes", "robot", "--ros-args", "-p", f"mode:={kind}",
+                robot = _python_module("ladon_bench.nodes", "robot", "--ros-args", "-p", f"mode:={kind}",
                                        "-p", f"quality:={q or 50}")
                 configs.append(BenchConfig(f"jpeg q{q}" if kind == "jpeg" else "raw", kind, robot=[robot],
                                            edge=[edge]))
         else:
             configs.append(BenchConfig(
-                "local", kind, robot=[_python_module("ladon_ros.split_bench.nodes", "robot", "--ros-args",
+                "local", kind, robot=[_python_module("ladon_bench.nodes", "robot", "--ros-args",
                                                      "-p", "mode:=local")],
                 note="torchvision MobileNetV3-Large, Faster R-CNN MobileNetV3-Large 320 FPN, "
                      "LR-ASPP MobileNetV3-Large; random weights (timing only)"))
@@ -229,7 +231,7 @@ def node_env(domain: int, robot: bool) -> dict[str, str]:
     return env
 
 
-def machine_description(tb: Testbed) -> dict[str, Any]:
+def machine_description(tb: LinkTestbed) -> dict[str, Any]:
     import torch
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -243,7 +245,7 @@ def machine_description(tb: Testbed) -> dict[str, Any]:
             "python": platform.python_version(), "torch": torch.__version__, "netem": tb.netem}
 
 
-def run_config(tb: Testbed, config: BenchConfig, links: Sequence[LinkSpec], args: argparse.Namespace,
+def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], args: argparse.Namespace,
                energy: EnergyModel, log_dir: Path) -> list[dict[str, Any]]:
     """Start one configuration's nodes, measure it on every link, stop it."""
     procs = Processes()
@@ -258,7 +260,7 @@ def run_config(tb: Testbed, config: BenchConfig, links: Sequence[LinkSpec], args
             p = procs.start(f"{config.name} robot", tb.netns_command("robot", argv), node_env(args.domain, True),
                             log_dir / f"{slug}.robot{i}.log")
             tb.robot_group.add(p.pid)
-        driver_argv = _python_module("ladon_ros.split_bench.nodes", "driver", "--ros-args",
+        driver_argv = _python_module("ladon_bench.nodes", "driver", "--ros-args",
                                      "-p", f"images:={args.images}")
         dp = procs.start("driver", tb.netns_command("robot", driver_argv), node_env(args.domain, False),
                          log_dir / f"{slug}.driver.log", stdout=subprocess.PIPE, stdin=subprocess.PIPE)
@@ -327,7 +329,7 @@ def run_config(tb: Testbed, config: BenchConfig, links: Sequence[LinkSpec], args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ladon bench-split", description=__doc__,
+    p = argparse.ArgumentParser(prog="ladon-bench-split", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", default=None,
                    help="Ladon model file, repeatable: one 'ladon' configuration each (default: models/authors.pt "
@@ -384,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         configs = build_configs(args)
-        with Testbed(prefix=args.prefix, robot_cpus=args.robot_cpus, robot_quota=args.robot_quota or None,
+        with LinkTestbed(prefix=args.prefix, robot_cpus=args.robot_cpus, robot_quota=args.robot_quota or None,
                      edge_cpus=args.edge_cpus) as tb:
             args.netem = tb.netem
             links = build_links(args)
@@ -395,9 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ladon.model import load_model
             first = load_model(args.model[0])
             size = first.config.preprocess.input_size
-            images = [p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+            images = list_images(args.images)
             document = {
-                "tool": "ladon bench-split", "command": " ".join(["ladon bench-split", *(argv or sys.argv[1:])]),
+                "tool": "ladon-bench-split", "command": " ".join(["ladon-bench-split", *(argv or sys.argv[1:])]),
                 "machine": machine_description(tb),
                 "settings": {
                     "models": args.model, "teacher": args.teacher or "random weights (timing only)",
@@ -407,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "delay_note": (f"{args.delay_ms:g} ms one-way (netem)" if tb.netem and args.delay_ms else
                                    "none added: this kernel has no netem qdisc" if not tb.netem else "none"),
                     "links": [link.to_dict() for link in links]},
-                "energy_model": energy_model_dict(energy),
+                "energy_model": energy.to_dict(),
                 "runs": runs,
                 "notes": [
                     "Latency: camera stamp -> all three outputs back on the robot (closed loop, one frame in flight).",
@@ -424,13 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         if not runs:
             raise LadonError("nothing was measured")
-        for path in write(document, out, make_plots=not args.no_plots):
+        for path in write_report(document, out, make_plots=not args.no_plots):
             print(f"[bench-split] wrote {path}", flush=True)
         return 0
     except KeyboardInterrupt:
         print("[bench-split] interrupted: nodes stopped, namespaces and cgroups removed", file=sys.stderr)
         return 130
-    except (LadonError, TestbedError) as exc:
+    except (LadonError, LinkSetupError) as exc:
         print(f"[bench-split] error: {exc}", file=sys.stderr)
         return 2
     finally:

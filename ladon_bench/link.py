@@ -1,17 +1,17 @@
 """An emulated robot-edge link on one Linux host: two network namespaces joined by a veth pair, shaped with ``tc``.
 
-:class:`Testbed` creates the namespaces ``<prefix>robot`` and ``<prefix>edge``, the veth pair between them
+:class:`LinkTestbed` creates the namespaces ``<prefix>robot`` and ``<prefix>edge``, the veth pair between them
 (10.213.<n>.1/30 on the robot, .2 on the edge), the multicast route that DDS discovery needs, and CPU cgroups
 (cgroup v1 ``cpu``/``cpuacct``/``cpuset``, or the unified v2 hierarchy) that pin and limit the robot side.
-:meth:`Testbed.apply` switches the link between :class:`LinkSpec` settings while the processes keep running:
+:meth:`LinkTestbed.apply` switches the link between :class:`LinkSpec` settings while the processes keep running:
 
 * rate: a ``tbf`` qdisc on both veth ends (the rate applies to each direction);
 * loss: ``iptables -t raw -A PREROUTING -m statistic --mode random`` on both receiving ends, so single wire
   packets (IP fragments included) are lost, as on a lossy radio link;
 * delay: ``netem`` when the kernel has it (it is checked once); otherwise a delay request is an error, and
-  :attr:`Testbed.netem` says so for the report.
+  :attr:`LinkTestbed.netem` says so for the report.
 
-Everything is removed by :meth:`Testbed.close` (also on exceptions when used as a context manager): deleting a
+Everything is removed by :meth:`LinkTestbed.close` (also on exceptions when used as a context manager): deleting a
 namespace deletes its veth end, qdiscs and iptables rules; the cgroups are removed after their processes.
 Needs root (CAP_NET_ADMIN and cgroup write access).
 """
@@ -28,16 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LadonError
+from ladon.errors import LadonError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 100_000
 
 
-class TestbedError(LadonError):
+class LinkSetupError(LadonError):
     """The emulated link cannot be set up here (not root, a tool or kernel feature missing, ...)."""
-
-    __test__ = False  # not a pytest test class
 
 
 @dataclass(frozen=True)
@@ -50,11 +48,11 @@ class LinkSpec:
 
     def __post_init__(self) -> None:
         if self.rate_kbit is not None and not self.rate_kbit > 0:
-            raise TestbedError(f"link rate must be > 0 kbit/s, got {self.rate_kbit}")
+            raise LinkSetupError(f"link rate must be > 0 kbit/s, got {self.rate_kbit}")
         if not 0.0 <= self.loss < 1.0:
-            raise TestbedError(f"link loss must be in [0, 1), got {self.loss}")
+            raise LinkSetupError(f"link loss must be in [0, 1), got {self.loss}")
         if self.delay_ms < 0:
-            raise TestbedError(f"link delay must be >= 0 ms, got {self.delay_ms}")
+            raise LinkSetupError(f"link delay must be >= 0 ms, got {self.delay_ms}")
 
     @property
     def name(self) -> str:
@@ -97,18 +95,18 @@ def tbf_arguments(rate_kbit: float) -> list[str]:
 def _run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(argv), capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise TestbedError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
+        raise LinkSetupError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
     return proc
 
 
 def require_root() -> None:
-    """Raise :class:`TestbedError` with a clear message unless running as root with ``ip`` and ``tc``."""
+    """Raise :class:`LinkSetupError` with a clear message unless running as root with ``ip`` and ``tc``."""
     if os.geteuid() != 0:
-        raise TestbedError("the split benchmark creates network namespaces, qdiscs and cgroups: run it as root "
-                           "(e.g. `sudo .venv/bin/ladon bench-split ...`)")
+        raise LinkSetupError("the split benchmark creates network namespaces, qdiscs and cgroups: run it as root "
+                           "(e.g. `sudo .venv/bin/ladon-bench-split ...`)")
     for tool in ("ip", "tc"):
         if shutil.which(tool) is None:
-            raise TestbedError(f"`{tool}` not found: install iproute2 (Debian/Ubuntu: apt install iproute2)")
+            raise LinkSetupError(f"`{tool}` not found: install iproute2 (Debian/Ubuntu: apt install iproute2)")
 
 
 class CpuGroup:
@@ -144,7 +142,7 @@ class CpuGroup:
                     "max" if quota is None else f"{int(quota * CFS_PERIOD_US)} {CFS_PERIOD_US}")
         except OSError as exc:
             self.remove()
-            raise TestbedError(f"cannot set up cgroup {name!r} (cpus {cpus}, quota {quota}): {exc}") from None
+            raise LinkSetupError(f"cannot set up cgroup {name!r} (cpus {cpus}, quota {quota}): {exc}") from None
 
     def add(self, pid: int) -> None:
         for path in self.paths:
@@ -158,7 +156,7 @@ class CpuGroup:
             key, _, value = line.partition(" ")
             if key == "usage_usec":
                 return int(value) / 1e6
-        raise TestbedError(f"no usage_usec in {self.paths[0] / 'cpu.stat'}")
+        raise LinkSetupError(f"no usage_usec in {self.paths[0] / 'cpu.stat'}")
 
     def pids(self) -> list[int]:
         if not self.paths:
@@ -187,14 +185,8 @@ class CpuGroup:
         self.paths = []
 
 
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-class Testbed:
+class LinkTestbed:
     """Robot and edge namespaces joined by a shaped veth link, with CPU groups; see the module docstring."""
-
-    __test__ = False
 
     def __init__(self, prefix: str = "ladon-", subnet: int = 213, robot_cpus: str | None = None,
                  robot_quota: float | None = 0.5, edge_cpus: str | None = None) -> None:
@@ -203,7 +195,7 @@ class Testbed:
         self.robot_ns, self.edge_ns = f"{prefix}robot", f"{prefix}edge"
         self.robot_dev, self.edge_dev = "veth-robot", "veth-edge"
         self.robot_ip, self.edge_ip = f"10.{subnet}.0.1", f"10.{subnet}.0.2"
-        n = cpu_count()
+        n = len(os.sched_getaffinity(0))
         self.robot_cpus = robot_cpus if robot_cpus is not None else str(n - 1)
         self.edge_cpus = edge_cpus if edge_cpus is not None else ("0" if n == 1 else f"0-{n - 2}" if n > 2 else "0")
         self.robot_quota = robot_quota
@@ -250,9 +242,9 @@ class Testbed:
     def apply(self, link: LinkSpec) -> None:
         """Switch both directions of the link to ``link`` (rate, loss, delay)."""
         if link.delay_ms and not self.netem:
-            raise TestbedError("this kernel has no netem qdisc: a propagation delay cannot be emulated")
+            raise LinkSetupError("this kernel has no netem qdisc: a propagation delay cannot be emulated")
         if link.loss and shutil.which("iptables") is None:
-            raise TestbedError("packet loss needs iptables (Debian/Ubuntu: apt install iptables)")
+            raise LinkSetupError("packet loss needs iptables (Debian/Ubuntu: apt install iptables)")
         for ns, dev in ((self.robot_ns, self.robot_dev), (self.edge_ns, self.edge_dev)):
             _run(["tc", "-n", ns, "qdisc", "del", "dev", dev, "root"], check=False)
             if link.delay_ms and link.rate_kbit is not None:
@@ -297,7 +289,7 @@ class Testbed:
             if group is not None:
                 group.remove()
 
-    def __enter__(self) -> Testbed:
+    def __enter__(self) -> LinkTestbed:
         return self
 
     def __exit__(self, *exc) -> None:

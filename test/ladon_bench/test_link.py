@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ladon.splitbench import link
-from ladon.splitbench.link import LinkSpec, Testbed, TestbedError, parse_rate, tbf_arguments
+from ladon_bench import link
+from ladon_bench.link import LinkSetupError, LinkSpec, LinkTestbed, parse_rate, tbf_arguments
 
 
 def test_parse_rate() -> None:
@@ -26,7 +26,7 @@ def test_link_spec_names_and_validation() -> None:
     assert LinkSpec(50_000).name == "50Mbit loss0%"
     assert LinkSpec(1000).rate_bits_per_s == 1e6
     for bad in ({"rate_kbit": 0}, {"loss": 1.0}, {"loss": -0.1}, {"delay_ms": -1}):
-        with pytest.raises(TestbedError):
+        with pytest.raises(LinkSetupError):
             LinkSpec(**bad)
 
 
@@ -41,8 +41,8 @@ def test_tbf_queues_whole_dds_datagrams_at_low_rates() -> None:
 
 def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(TestbedError, match="run it as root"):
-        Testbed(prefix="ladon-test-")
+    with pytest.raises(LinkSetupError, match="run it as root"):
+        LinkTestbed(prefix="ladon-test-")
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None,
@@ -52,7 +52,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None 
 @needs_root
 def test_testbed_shapes_the_link_and_cleans_up() -> None:
     prefix = f"ldt{os.getpid() % 10000}-"
-    with Testbed(prefix=prefix, subnet=214, robot_quota=0.25) as tb:
+    with LinkTestbed(prefix=prefix, subnet=214, robot_quota=0.25) as tb:
         assert {tb.robot_ns, tb.edge_ns} <= set(subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                                text=True).stdout.split())
         tb.apply(LinkSpec(1000))
@@ -86,7 +86,7 @@ def test_testbed_shapes_the_link_and_cleans_up() -> None:
 @needs_root
 @pytest.mark.skipif(shutil.which("iptables") is None, reason="needs iptables")
 def test_loss_rule_drops_wire_packets() -> None:
-    with Testbed(prefix=f"ldl{os.getpid() % 10000}-", subnet=215) as tb:
+    with LinkTestbed(prefix=f"ldl{os.getpid() % 10000}-", subnet=215) as tb:
         tb.apply(LinkSpec(None, 0.5))
         script = (f"import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                   f"for _ in range(200): s.sendto(b'x' * 100, ('{tb.edge_ip}', 9))\n")
@@ -94,4 +94,4 @@ def test_loss_rule_drops_wire_packets() -> None:
         lost = tb.counters()["lost_packets"]
         assert 40 < lost < 160  # ~100 of 200 at p = 0.5
         tb.apply(LinkSpec())  # loss off again: the rule is flushed
-        assert link.Testbed._loss_drops(tb.edge_ns) == 0
+        assert link.LinkTestbed._loss_drops(tb.edge_ns) == 0

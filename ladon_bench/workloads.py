@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
-from ..geometry import IMAGENET_MEAN, IMAGENET_STD, Geometry, check_rgb8
-from ..heads import top_k_classes
-from ..model import LadonModel, load_model
-from ..packet import Packet
-from ..results import Detections, Result, Segmentation
+from ladon.classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
+from ladon.geometry import IMAGENET_MEAN, IMAGENET_STD, Geometry, check_rgb8
+from ladon.heads import top_k_classes
+from ladon.model import LadonModel, load_model
+from ladon.packet import Packet
+from ladon.results import Detections, Result, Segmentation
 
 ES_INPUT_SCALE = {"classification": 224 / 416, "detection": 800 / 416, "segmentation": 513 / 416}
 """Entropic Student's per-task input long side relative to Ladon's 416 (ImageNet 224, COCO short side 800, VOC 513)."""
@@ -83,8 +83,8 @@ class PerTaskTeacher:
     per-task models: backbone + that task's head), through the same preprocessing and post-processing."""
 
     def __init__(self, config, teacher_path: str | None = None) -> None:
-        from ..evaluation.evaluate import TeacherPredictor
-        from ..train.teacher import TeacherModel, load_teacher
+        from ladon.evaluation.evaluate import TeacherPredictor
+        from ladon.train.teacher import TeacherModel, load_teacher
         if teacher_path:
             teacher = load_teacher(teacher_path, config)
             self.random_weights = False

@@ -14,7 +14,7 @@ Every configuration publishes the same outputs as ``ladon_server`` (``ladon/clas
 The driver (``bench_driver``) publishes camera frames on ``image`` one at a time (closed loop) and waits until all
 three outputs with the frame's stamp are back; it is controlled by JSON lines on stdin (see :class:`DriverNode`).
 
-Run as ``python -m ladon_ros.split_bench.nodes ROLE --ros-args ...``.
+Run as ``python -m ladon_bench.nodes ROLE --ros-args ...``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import json
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,8 +35,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from ladon.errors import LadonError
+from ladon.image_io import list_images
 from ladon.results import Result, detections_above
-from ladon.splitbench.workloads import (
+from ladon.tasks import TASKS
+from ladon_bench.workloads import (
     EntropicStudentEdge,
     EntropicStudentRobot,
     LocalModels,
@@ -56,9 +57,8 @@ from ladon_ros.conversions import (
 )
 from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import declare, qos_profile
-from ladon_server_node.node import OUTPUT_TOPICS, OUTPUT_TYPES
+from ladon_ros.topics import OUTPUT_TOPICS, OUTPUT_TYPES
 
-TASKS = ("classification", "detection", "segmentation")
 FEATURE_TOPICS = {task: f"bench/features/{task}" for task in TASKS}
 JPEG_TOPIC = "bench/image/compressed"
 RAW_TOPIC = "bench/image/raw"
@@ -215,9 +215,7 @@ class DriverNode(LadonNode):
 
     def _setup(self) -> None:
         folder = declare(self, "images", "", "Folder of camera frames (PNG/JPEG), sent in name order, looped")
-        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if not files:
-            raise LadonError(f"no PNG/JPEG images in {folder!r}")
+        files = list_images(folder)
         self.frames = []
         for path in files:
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -316,7 +314,7 @@ def run_driver(args: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("robot", "edge", "driver"):
-        print("usage: python -m ladon_ros.split_bench.nodes {robot|edge|driver} [--ros-args ...]", file=sys.stderr)
+        print("usage: python -m ladon_bench.nodes {robot|edge|driver} [--ros-args ...]", file=sys.stderr)
         return 2
     role, rest = argv[0], argv[1:]
     if role == "driver":

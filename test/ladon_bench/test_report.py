@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ladon.splitbench.report import EnergyModel, energy_model_dict, headline, latency_summary, markdown, write
+from ladon_bench.report import EnergyModel, headline, latency_summary, markdown, write_report
 
 
 def test_latency_summary_counts_drops_and_percentiles() -> None:
@@ -23,7 +23,7 @@ def test_energy_model() -> None:
     model = EnergyModel(cpu_power_w=5.0, radio_power_w=2.0)
     assert model.energy_j(0.1, 0, math.inf) == pytest.approx(0.5)
     assert model.energy_j(0.1, 125_000, 1e6) == pytest.approx(0.5 + 1.0 * 2.0)  # 1 Mbit takes 1 s of airtime
-    assert "5 W" in energy_model_dict(model)["formula"]
+    assert "5 W" in model.to_dict()["formula"]
 
 
 def _run(config: str, kind: str, rate: float | None, p50: float, energy: float, dropped: int = 0) -> dict:
@@ -57,12 +57,12 @@ def test_write_produces_json_markdown_and_plots(tmp_path) -> None:
     document = {"machine": {"cpu": "test CPU", "cores": 2, "kernel": "6", "torch": "2"},
                 "settings": {"robot_cpus": "1", "robot_quota": 0.5, "edge_cpus": "0", "images": "x",
                              "frame_size": "8 images", "frames": 4, "warmup": 1, "delay_note": "none"},
-                "energy_model": energy_model_dict(EnergyModel()),
+                "energy_model": EnergyModel().to_dict(),
                 "runs": [*RUNS, {"config": "raw", "kind": "raw", "link": {"rate_kbit": 10.0, "loss": 0.0,
                                                                          "delay_ms": 0.0, "name": "10kbit"},
                                  "skipped": "too slow"}],
                 "notes": ["a note"]}
-    paths = write(document, tmp_path)
+    paths = write_report(document, tmp_path)
     names = {p.name for p in paths}
     assert names == {"split_bench.json", "split_bench.md", "latency_vs_rate.png", "energy.png",
                      "bytes_per_frame.png"}

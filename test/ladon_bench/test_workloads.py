@@ -8,7 +8,7 @@ import torch
 
 from ladon import build_model
 from ladon.preprocess import PreprocessConfig
-from ladon.splitbench.workloads import (
+from ladon_bench.workloads import (
     EntropicStudentEdge,
     EntropicStudentRobot,
     LocalModels,

@@ -1,4 +1,4 @@
-"""Smoke run of `ladon bench-split`: every configuration through the real nodes, one shaped lossy link, a few frames.
+"""Smoke run of `ladon-bench-split`: every configuration through the real nodes, one shaped lossy link, a few frames.
 
 Needs root with iproute2 and iptables (`.ci/run` installs iptables); skipped with the reason otherwise.
 """
@@ -15,7 +15,7 @@ import pytest
 
 from ladon import build_model
 from ladon.preprocess import PreprocessConfig
-from ladon_ros.split_bench.runner import build_parser, default_images
+from ladon_bench.runner import build_parser, default_images
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or any(shutil.which(t) is None for t in ("ip", "tc", "iptables")),
@@ -40,7 +40,7 @@ def test_smoke_every_configuration_over_a_lossy_shaped_link(tmp_path) -> None:
     model.save(path)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "ladon.cli", "bench-split", "--model", str(path), "--rates", "10Mbit",
+        [sys.executable, "-m", "ladon_bench.runner", "--model", str(path), "--rates", "10Mbit",
          "--losses", "0.01", "--low-rate", "", "--frames", "2", "--warmup", "1", "--domain", "205",
          "--prefix", f"lsm{os.getpid() % 10000}-", "--out", str(out), "--startup-timeout", "300"],
         capture_output=True, text=True, timeout=1500)

@@ -1,0 +1,48 @@
+"""Topic names and message types of the Ladon pipeline, in one place.
+
+Names are relative so that a robot's namespace (``/robot1/ladon/features``) and remaps work; :func:`robot_topic`
+places a name inside an explicit namespace, as the server does for each robot it serves. Used by the encoder,
+server and image-source nodes, the recorder and the benchmark nodes.
+"""
+
+from __future__ import annotations
+
+from ladon_msgs.msg import CompressedFeatures
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Classification, Detection2DArray
+
+from ladon.tasks import TASKS
+
+IMAGE = "image"
+"""The camera input (``sensor_msgs/Image``); ``image/compressed`` for the compressed transport."""
+FEATURES = "ladon/features"
+"""``ladon_msgs/CompressedFeatures``: one packet per frame, robot -> server."""
+OVERLAY = "ladon/overlay"
+"""``sensor_msgs/Image``: the results drawn for people (published only while subscribed)."""
+LABEL_INFO_SUFFIX = "/label_info"
+"""A task's latched ``vision_msgs/LabelInfo`` is published at ``<output topic>/label_info``."""
+
+OUTPUT_TOPICS: dict[str, str] = {"classification": "ladon/classification", "detection": "ladon/detections",
+                                 "segmentation": "ladon/segmentation"}
+"""Per task: the server's output topic."""
+OUTPUT_TYPES: dict[str, type] = {"classification": Classification, "detection": Detection2DArray,
+                                 "segmentation": Image}
+"""Per task: the message type published on :data:`OUTPUT_TOPICS`."""
+FEATURES_TYPE = CompressedFeatures
+
+assert set(OUTPUT_TOPICS) == set(OUTPUT_TYPES) == set(TASKS)
+
+
+def compressed(topic: str) -> str:
+    """The image_transport ``compressed`` topic of an image topic (``image`` -> ``image/compressed``)."""
+    return f"{topic}/compressed"
+
+
+def robot_topic(ns: str, name: str) -> str:
+    """``name`` inside robot namespace ``ns``: relative when ``ns`` is empty, absolute when ``ns`` starts with /."""
+    return f"{ns.rstrip('/')}/{name}" if ns else name
+
+
+def output_name(topic: str) -> str:
+    """The last segment of an output topic (``ladon/detections`` -> ``detections``): the recorder's key for it."""
+    return topic.rsplit("/", 1)[-1]
