@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,13 +21,14 @@ import cv2
 import numpy as np
 import torch
 
+from ._cli_common import add_model_options, check_model_options, load_full_model, main_for
 from ._version import __version__
-from .cli import add_model_options, check_model_options, load_full_model, run_guarded
-from .data import bundled_images_dir
+from .assets import bundled_images_dir
 from .errors import LadonError
+from .image_io import read_image
 from .preprocess import preprocess
-from .visualize import read_image
 
+HELP = "time the encoder, rANS coding, the server stages and JPEG"
 DESCRIPTION = ("Time the encoder (analysis transform), rANS encode/decode, the server's synthesis+body and heads, "
                "and JPEG q75/q90, on one image resized to 416x416; writes bench.json and bench.md.")
 BENCH_SIDE = 416
@@ -48,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed runs before each timing (2)")
     parser.add_argument("--threads", default="1,2", metavar="LIST",
                         help="comma-separated torch thread counts for the robot side (1,2)")
+    parser.add_argument("--import-repeats", type=int, default=3, metavar="N",
+                        help="fresh interpreters timed per import-time row (3; 0 skips the import rows)")
     parser.add_argument("--out", default="bench/results", metavar="DIR",
                         help="directory for bench.json and bench.md (bench/results)")
 
@@ -87,6 +91,32 @@ def machine_description() -> dict[str, Any]:
             "ladon": __version__, "torch_default_threads": torch.get_num_threads()}
 
 
+IMPORTS = (
+    ("torch", "torch alone"),
+    ("compressai.entropy_models", "compressai (imports torch and all of torchvision)"),
+    ("ladon.packet", "ladon.packet: packet format, torch-free"),
+    ("ladon.encoder", "ladon.encoder: the robot path (torch + compressai + analysis)"),
+    ("ladon.server", "ladon.server: the edge path (adds the heads)"),
+)
+
+
+def import_times_ms(repeats: int) -> list[dict[str, Any]]:
+    """Wall time of importing each of :data:`IMPORTS` in a fresh interpreter (median of ``repeats`` runs;
+    files are in the OS page cache after the first run, as on a robot that restarts its node)."""
+    rows = []
+    for module, label in IMPORTS:
+        code = (f"import time, warnings\nwarnings.simplefilter('ignore')\nt = time.perf_counter()\nimport {module}\n"
+                "print((time.perf_counter() - t) * 1e3)")
+        samples = []
+        for _ in range(repeats + 1):  # the first run fills the page cache and is not counted
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                raise LadonError(f"importing {module} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            samples.append(float(proc.stdout.strip().splitlines()[-1]))
+        rows.append({"stage": f"import {label}", "threads": "-", **summarize(samples[1:])})
+    return rows
+
+
 def _parse_threads(text: str) -> list[int]:
     try:
         counts = sorted({int(v) for v in text.split(",") if v.strip()})
@@ -124,8 +154,9 @@ def _markdown(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by parsed ``bench`` options; print the table and write the result files."""
     check_model_options(args)
-    if args.repeats < 1 or args.warmup < 0 or (args.server_repeats is not None and args.server_repeats < 1):
-        raise LadonError("--repeats and --server-repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or args.import_repeats < 0 or (
+            args.server_repeats is not None and args.server_repeats < 1):
+        raise LadonError("--repeats and --server-repeats must be >= 1, --warmup and --import-repeats >= 0")
     threads = _parse_threads(args.threads)
     machine = machine_description()  # before the run, so that the load average is that of other work
     server_repeats = args.server_repeats or min(5, args.repeats)
@@ -176,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
                                                        args.warmup))
         sizes[f"jpeg_q{q}_bytes"] = len(cv2.imencode(".jpg", bgr, params)[1])
 
+    if args.import_repeats:
+        rows += import_times_ms(args.import_repeats)
+
     c = model.config
     report = {
         "machine": machine, "image": str(args.image), "input_size": [BENCH_SIDE, BENCH_SIDE],
@@ -197,16 +231,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ladon.bench``: the same as ``ladon bench``."""
-    parser = argparse.ArgumentParser(prog="ladon bench", description=DESCRIPTION)
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    return run_guarded(run, args)
-
+main = main_for("ladon bench", DESCRIPTION, add_arguments, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,23 +10,19 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
 
-from .cli import run_guarded, unique_path
-from .data import default_model_path, images_for_classes
-from .errors import LadonError
+from ._cli_common import main_for, set_threads, unique_path
+from .assets import default_model_path, images_for_classes
+from .image_io import jpeg_size, list_images, read_image, write_image
 from .model import LadonModel, build_model, load_model
 from .packet import Packet
-from .visualize import draw_overlay, read_image, write_image
+from .visualize import MAX_OVERLAY_SCALE, draw_overlay
 
 DEFAULT_MODEL_NAME = "models/demo.pt"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 JPEG_QUALITIES = (75, 90)
 STAGES = ("entropy_decode", "body", "classification", "detection", "segmentation", "total")
 RANDOM_WARNING = ("RANDOM WEIGHTS: this demo ran an untrained model, so every class, box and mask in it is "
@@ -41,21 +37,13 @@ def _loud(text: str) -> str:
 
 def choose_model(path: str | None) -> tuple[LadonModel, str]:
     """``--model`` if given, else ``models/authors.pt`` or the bundled ``models/demo.pt`` if present
-    (:func:`ladon.data.default_model_path`), else a seed-0 random model."""
+    (:func:`ladon.assets.default_model_path`), else a seed-0 random model."""
     if path is not None:
         return load_model(path), path
     default = default_model_path()
     if default is not None:
         return load_model(default), str(default)
     return build_model(seed=0), "build_model(seed=0), random weights"
-
-
-def jpeg_bytes(image_rgb: np.ndarray, quality: int) -> int:
-    """Size of the OpenCV JPEG encoding of an RGB image at ``quality``."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise LadonError("JPEG encoding failed")
-    return len(buf)
 
 
 def _stats_markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -80,14 +68,10 @@ def _stats_markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo for parsed options; return the exit status."""
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+    set_threads(args.threads)
     model, source = choose_model(args.model)
     images_dir = Path(args.images) if args.images else images_for_classes(model.config.classification_classes)
-    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if images_dir.is_dir() else []
-    if not paths:
-        raise LadonError(f"no images found in {images_dir}")
+    paths = list_images(images_dir)
     random_weights = model.random_weights
     if random_weights:
         print(_loud(RANDOM_WARNING))
@@ -108,13 +92,13 @@ def run(args: argparse.Namespace) -> int:
         wire = packet.to_bytes()  # what would cross the network
         (result,) = model.server.infer([Packet.from_bytes(wire)], tasks)
         target = unique_path(overlays, path.stem, ".png", used)
-        scale = max(1, min(8, -(-480 // min(image.shape[:2]))))  # readable labels on small frames
+        scale = max(1, min(MAX_OVERLAY_SCALE, -(-480 // min(image.shape[:2]))))  # readable labels on small frames
         write_image(target, draw_overlay(image, result, scale=scale))
         h, w = image.shape[:2]
         results.append({"image": path.name, "packet_bytes": len(wire), "encode_ms": round(encode_ms, 3),
                         "overlay": str(target), **result.to_dict()})
         rows.append({"image": path.name, "width": w, "height": h, "raw_rgb_bytes": int(image.nbytes),
-                     "jpeg_q75_bytes": jpeg_bytes(image, 75), "jpeg_q90_bytes": jpeg_bytes(image, 90),
+                     **{f"jpeg_q{q}_bytes": jpeg_size(image, q) for q in JPEG_QUALITIES},
                      "packet_bytes": len(wire), "raw_over_packet": round(image.nbytes / len(wire), 2),
                      "latent_shape": list(packet.latent_shape), "encode_ms": round(encode_ms, 3),
                      "server_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}})
@@ -135,9 +119,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m ladon.demo``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m ladon.demo", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m ladon.demo``."""
     parser.add_argument("--model", metavar="PATH",
                         help="full model file (default: models/authors.pt, else the bundled "
                              f"{DEFAULT_MODEL_NAME}, else an untrained model, loudly flagged)")
@@ -146,12 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "else the bundled photos)")
     parser.add_argument("--out", default="demo_output", metavar="DIR", help="output directory (demo_output)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    return run_guarded(run, args)
 
+
+main = main_for("python -m ladon.demo", __doc__.splitlines()[0], add_arguments, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -92,3 +92,8 @@ class StateDictMismatchError(CheckpointError):
                 shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
                 parts.append(f"  {label} ({len(keys)}): {shown}")
         super().__init__("\n".join(parts))
+
+
+# --- command line --------------------------------------------------------------------------------------------
+class UsageError(LadonError):
+    """A command-line usage problem detected after argument parsing."""

@@ -1,4 +1,4 @@
-"""Image files in and out of the command-line tools, and result overlays (segmentation, boxes, top-1 class).
+"""Result overlays for people: segmentation, boxes and the top-1 class drawn over an image.
 
 Only OpenCV is used for drawing; every colour comes from the fixed :func:`palette`, so overlays are deterministic.
 """
@@ -6,13 +6,12 @@ Only OpenCV is used for drawing; every colour comes from the fixed :func:`palett
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import cv2
 import numpy as np
 
 from .errors import InvalidImageError
-from .geometry import check_rgb8, to_rgb8
+from .geometry import check_rgb8
 from .results import Result
 
 RANDOM_WEIGHTS_TEXT = "RANDOM WEIGHTS - outputs are meaningless"
@@ -21,42 +20,6 @@ _RED = (220, 0, 0)
 _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 _MAX_LEGEND_ENTRIES = 8
-
-
-# ------------------------------------------------------------------------------------------------------ files
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB (gray, BGRA and 16-bit files are converted).
-
-    Raises :class:`~ladon.errors.InvalidImageError` when the file cannot be decoded as an image.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InvalidImageError(f"image file not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise InvalidImageError(f"cannot read {path} as an image (unsupported or corrupt file)")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.dtype == np.uint16:
-        if image.ndim == 2:
-            return to_rgb8(image, "mono16")
-        image = (image >> 8).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise InvalidImageError(f"{path}: unsupported pixel type {image.dtype} (expected 8- or 16-bit)")
-    if image.ndim == 2:
-        return to_rgb8(image, "mono8")
-    if image.shape[2] == 4:
-        return to_rgb8(image, "bgra8")
-    return to_rgb8(image, "bgr8")
-
-
-def write_image(path: str | os.PathLike[str], image_rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image; the format follows the file extension (PNG recommended)."""
-    ok, buf = cv2.imencode(os.path.splitext(os.fspath(path))[1] or ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise InvalidImageError(f"cannot encode an image for {path}")
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
 
 
 # ---------------------------------------------------------------------------------------------------- drawing

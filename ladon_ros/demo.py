@@ -24,12 +24,10 @@ import cv2
 import numpy as np
 
 import ladon
-from ladon.data import default_model_path, images_for_classes
-
-
-def _jpeg_bytes(rgb: np.ndarray, quality: int) -> int:
-    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return int(buf.size) if ok else -1
+from ladon._cli_common import EXIT_ERROR
+from ladon.assets import default_model_path, images_for_classes
+from ladon.image_io import jpeg_size, list_images
+from ladon.visualize import MAX_OVERLAY_SCALE
 
 
 def _frame_row(frame, conversions) -> dict[str, Any]:
@@ -38,7 +36,7 @@ def _frame_row(frame, conversions) -> dict[str, Any]:
     packet_bytes = len(frame.features.data)
     latencies = {k: round(1e3 * (t - frame.stamp_s), 1) for k, t in sorted(frame.arrived_at.items())}
     return {"stamp": f"{frame.stamp[0]}.{frame.stamp[1]:09d}", "original_size": [h, w],
-            "raw_rgb_bytes": h * w * 3, "jpeg_q75_bytes": _jpeg_bytes(rgb, 75), "jpeg_q90_bytes": _jpeg_bytes(rgb, 90),
+            "raw_rgb_bytes": h * w * 3, "jpeg_q75_bytes": jpeg_size(rgb, 75), "jpeg_q90_bytes": jpeg_size(rgb, 90),
             "payload_bytes": packet_bytes, "raw_over_payload": round(h * w * 3 / packet_bytes, 2),
             "encode_ms": round(float(frame.features.encode_time_ms), 1), "latency_ms_since_stamp": latencies}
 
@@ -89,7 +87,7 @@ def overlay_scale(image_path: Path, min_side: int = 480) -> int:
     image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
     if image is None:
         return 1
-    return max(1, min(8, -(-min_side // min(image.shape[:2]))))
+    return max(1, min(MAX_OVERLAY_SCALE, -(-min_side // min(image.shape[:2]))))
 
 
 def _one_per_image(frames: list) -> list:
@@ -117,12 +115,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         classes = ladon.load_model(model_path).config.classification_classes if model_path else ()
         images_dir = images_for_classes(classes)
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    try:
+        images = list_images(images_dir)
+    except ladon.errors.LadonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if args.max_frames:
         images = images[: args.max_frames]
-    if not images:
-        print(f"error: no images in {images_dir}", file=sys.stderr)
-        return 2
     tmp = tempfile.TemporaryDirectory(prefix="ladon-demo-")
     source_dir = Path(tmp.name) / "images"  # exactly the selected images, for the looping camera
     source_dir.mkdir()

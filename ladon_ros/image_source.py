@@ -14,21 +14,18 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from ladon.data import bundled_images_dir
+from ladon.assets import bundled_images_dir
 from ladon.errors import LadonError
+from ladon.image_io import list_images
+from ladon_ros import topics
 from ladon_ros.conversions import array_to_image_msg
 from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import declare, declare_qos
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
 
 def folder_frames(folder: str) -> list[str]:
     """Image files of a folder, sorted by name."""
-    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise LadonError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
+    return [str(p) for p in list_images(folder)]
 
 
 def iter_frames(source: str, loop: bool) -> Iterator[tuple[str, np.ndarray]]:
@@ -100,7 +97,7 @@ class ImageSourceNode(LadonNode):
             raise LadonError(f"encoding must be rgb8 or bgr8, got {self.encoding!r}")
         self.frames = iter_frames(source, loop)
         self.published = 0
-        self.publisher = self.create_publisher(Image, "image", qos)
+        self.publisher = self.create_publisher(Image, topics.IMAGE, qos)
         self.timer = self.create_timer(1.0 / rate, self._tick)
         self.get_logger().info(f"publishing {source} at {rate:g} Hz on '{self.publisher.topic_name}'")
 

@@ -19,17 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ladon.assets import project_dir
 from ladon.tasks import TASKS
 
 
 def config_dir() -> Path:
     """The ``config/`` folder: next to the package in a source checkout, else the installed ament share folder."""
-    here = Path(__file__).resolve().parent.parent / "config"
-    if (here / "split.yaml").is_file():
-        return here
-    share = Path(sys.prefix) / "share" / "ladon_bringup" / "config"
-    if (share / "split.yaml").is_file():
-        return share
+    folder = project_dir("config")
+    if folder is not None and (folder / "split.yaml").is_file():
+        return folder
     raise FileNotFoundError("cannot find config/split.yaml (source checkout or share/ladon_bringup/config)")
 
 

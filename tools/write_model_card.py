@@ -49,7 +49,7 @@ def main() -> int:
     lines = ["# Model card: Ladon demo models (ResNet-tiny, ladon-shapes)", "",
              "Two small Ladon models trained from scratch on the offline *ladon-shapes* data set with the authors' "
              "recipe (teacher, then stages A1, A2, B, C), at two rate weights β. They exist so that `make demo` and "
-             "`ladon bench-split` show learned, checkable outputs and real learned bitstreams offline. They know six "
+             "`ladon-bench-split` show learned, checkable outputs and real learned bitstreams offline. They know six "
              "shape classes on synthetic 160 px scenes; they are **not** models of natural images (use the "
              "authors' checkpoints for those: `ladon convert ... -o models/authors.pt`).", "",
              "## Files", "", "| file | β | model id | size | encoder params | SHA-256 (first 16 hex) |",

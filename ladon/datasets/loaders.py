@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from ..errors import InvalidImageError
-from ..visualize import read_image
+from ..image_io import read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

@@ -42,11 +42,15 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from ..data import SHAPES_CLASSES
+from .._cli_common import main_for
+from ..assets import SHAPES_CLASSES
 from ..errors import LadonError
 from ..evaluation.metrics import SegmentationMetric
-from ..visualize import palette, write_image
+from ..image_io import write_image
+from ..visualize import palette
 
+HELP = "generate the offline multi-task dataset (ladon-shapes)"
+DESCRIPTION = __doc__.split("\n\n")[0]
 DATASET_NAME = "ladon-shapes"
 GENERATOR_VERSION = 1
 CLASS_NAMES = SHAPES_CLASSES
@@ -59,7 +63,6 @@ MIN_SIZE = 32
 MAX_SIZE = 1024
 MIN_VISIBLE_PIXELS = 40
 MAX_OBJECTS = 4
-EXIT_ERROR = 2
 
 _SUBPIXEL_BITS = 4
 _CIRCLE_VERTICES = 48
@@ -537,17 +540,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def synth_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ladon.datasets.synth``: generate a ``ladon-shapes`` data set; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="ladon synth", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (LadonError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    return EXIT_ERROR
-
+synth_main = main_for("ladon synth", DESCRIPTION, add_arguments, run)
 
 if __name__ == "__main__":
     sys.exit(synth_main())

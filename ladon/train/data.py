@@ -40,8 +40,8 @@ from torch.utils.data import Dataset, Subset
 from torchvision.transforms import RandomResizedCrop
 
 from ..datasets.loaders import CocoDetection, ImageFolderClassification, VOCSegmentation
+from ..image_io import read_image
 from ..preprocess import PreprocessConfig, preprocess
-from ..visualize import read_image
 from .config import DATASET_TYPES, TrainConfigError
 
 IGNORE_INDEX = 255

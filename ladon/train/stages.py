@@ -1,4 +1,4 @@
-"""The training stages of the authors' recipe (ladon_spec.md section 3), plus the offline teacher.
+"""The training stages of the authors' recipe (their sc2bench configs; see configs/README.md), plus the offline teacher.
 
 ========  ==========================================================================================================
 teacher   the plain backbone + heads on the offline data: CE + Faster R-CNN losses + CE (only offline; the authors

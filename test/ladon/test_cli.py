@@ -12,27 +12,15 @@ import torch
 
 import ladon
 from ladon import cli
-from ladon.heads import DetectionConfig
-
-TINY_DETECTION = DetectionConfig(fpn_channels=32, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
-                                 detections_per_img=10)
-
-
-def tiny_model(seed: int = 0) -> ladon.LadonModel:
-    """A small model (ResNet-18 body, C=8) marked as trained, so that no random-weights banner is expected."""
-    model = ladon.build_model("resnet18", num_bottleneck_channels=8, seed=seed, detection=TINY_DETECTION)
-    model.weights_source = "trained"
-    model.sync()
-    return model
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
+def files(tmp_path_factory, tiny_model) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli")
-    model = tiny_model()
+    model = tiny_model(trained=True)  # no random-weights banner expected
     model.save(root / "tiny.pt")
     model.save_encoder(root / "tiny_encoder.pt")
-    tiny_model(seed=1).save(root / "other.pt")
+    tiny_model(seed=1, trained=True).save(root / "other.pt")
     rng = np.random.default_rng(0)
     cv2.imwrite(str(root / "colour.png"), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
     cv2.imwrite(str(root / "gray.jpg"), rng.integers(0, 256, (48, 40), dtype=np.uint8))

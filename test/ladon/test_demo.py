@@ -10,25 +10,14 @@ import numpy as np
 import pytest
 
 import ladon
+import ladon.model
 from ladon import bench, cli, demo
-from ladon.heads import DetectionConfig
-
-TINY_DETECTION = DetectionConfig(fpn_channels=32, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
-                                 detections_per_img=10)
-
-
-def tiny_random_model(seed: int = 0) -> ladon.LadonModel:
-    """A small untrained model (ResNet-18 body, C=8); stands in for ``build_model(seed=0)``."""
-    return ladon.build_model("resnet18", num_bottleneck_channels=8, seed=seed, detection=TINY_DETECTION)
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
+def files(tmp_path_factory, tiny_model) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("demo")
-    model = tiny_random_model()
-    model.weights_source = "trained"
-    model.sync()
-    model.save(root / "tiny.pt")
+    tiny_model(trained=True).save(root / "tiny.pt")
     images = root / "images"
     images.mkdir()
     cv2.imwrite(str(images / "scene.png"), np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8))
@@ -65,9 +54,9 @@ def test_demo_writes_overlays_results_and_stats(files, tmp_path, capsys) -> None
     assert "| scene.png | 80 x 64 |" in markdown and "RANDOM" not in markdown
 
 
-def test_demo_without_a_model_falls_back_loudly(files, tmp_path, capsys, monkeypatch) -> None:
+def test_demo_without_a_model_falls_back_loudly(files, tmp_path, capsys, monkeypatch, tiny_model) -> None:
     monkeypatch.setattr(demo, "default_model_path", lambda: None)
-    monkeypatch.setattr(demo, "build_model", lambda seed: tiny_random_model(seed))
+    monkeypatch.setattr(demo, "build_model", lambda seed: tiny_model(seed=seed))
     out = tmp_path / "out"
     assert demo.main(["--images", str(files["images"]), "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("RANDOM WEIGHTS") >= 2
@@ -85,7 +74,7 @@ def test_demo_without_images_exits_2(tmp_path, capsys) -> None:
 def test_bench_writes_table_and_json(files, tmp_path, capsys) -> None:
     out = tmp_path / "bench"
     argv = ["--model", str(files["model"]), "--image", str(files["image"]), "--repeats", "2", "--server-repeats",
-            "1", "--warmup", "1", "--threads", "1,2", "--out", str(out)]
+            "1", "--warmup", "1", "--threads", "1,2", "--import-repeats", "1", "--out", str(out)]
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "bench.json").read_text())
@@ -97,6 +86,11 @@ def test_bench_writes_table_and_json(files, tmp_path, capsys) -> None:
     for stage in ("server: synthesis + shared body", "server: classification head", "server: detection head",
                   "server: segmentation head", "JPEG encode q75 (OpenCV)", "JPEG encode q90 (OpenCV)"):
         assert stage in {s for s, _ in stages}
+    imports = [row for row in report["timings"] if row["stage"].startswith("import ")]
+    assert [r["stage"].split()[1].rstrip(":") for r in imports] == ["torch", "compressai", "ladon.packet",
+                                                                     "ladon.encoder", "ladon.server"]
+    by_module = {r["stage"].split()[1].rstrip(":"): r["median_ms"] for r in imports}
+    assert by_module["ladon.packet"] < by_module["torch"] <= by_module["ladon.encoder"] * 1.5
     for row in report["timings"]:
         assert row["n"] in (1, 2) and 0 <= row["median_ms"] <= row["p90_ms"]
     sizes = report["sizes"]
@@ -106,18 +100,18 @@ def test_bench_writes_table_and_json(files, tmp_path, capsys) -> None:
     assert "| rANS encode | 1 |" in markdown and "| JPEG q75 |" in markdown and markdown in printed
 
 
-def test_bench_through_the_cli_refusal_and_random_weights(files, tmp_path, capsys, monkeypatch) -> None:
+def test_bench_through_the_cli_refusal_and_random_weights(files, tmp_path, capsys, monkeypatch, tiny_model) -> None:
     assert cli.main(["bench", "--image", str(files["image"]), "--out", str(tmp_path)]) == 2
     assert "--random-weights" in capsys.readouterr().err
-    monkeypatch.setattr(cli, "build_model", lambda seed: tiny_random_model(seed))
+    monkeypatch.setattr(ladon.model, "build_model", lambda seed: tiny_model(seed=seed))
     assert cli.main(["bench", "--random-weights", "--image", str(files["image"]), "--repeats", "1",
-                     "--warmup", "0", "--threads", "1", "--out", str(tmp_path)]) == 0
+                     "--warmup", "0", "--threads", "1", "--import-repeats", "0", "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "bench.json").read_text())["random_weights"] is True
     assert "RANDOM" in (tmp_path / "bench.md").read_text()
 
 
 def test_bundled_images_follow_the_model_classes() -> None:
-    from ladon.data import SHAPES_CLASSES, bundled_images_dir, bundled_shapes_dir, images_for_classes
+    from ladon.assets import SHAPES_CLASSES, bundled_images_dir, bundled_shapes_dir, images_for_classes
     from ladon.datasets.synth import CLASS_NAMES
     assert CLASS_NAMES == SHAPES_CLASSES
     assert images_for_classes(SHAPES_CLASSES) == bundled_shapes_dir()

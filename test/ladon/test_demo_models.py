@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from ladon import load_model
-from ladon.data import DEMO_MODEL, SHAPES_CLASSES, bundled_shapes_dir, default_model_path
+from ladon.assets import SHAPES_CLASSES, bundled_shapes_dir, default_model_path, models_dir, project_dir
 from ladon.datasets.synth import render_scene
-from ladon.visualize import read_image
+from ladon.image_io import read_image
 
+DEMO_MODEL = project_dir("models") / "demo.pt"
 MODELS = {DEMO_MODEL: 1.28, DEMO_MODEL.with_name("demo_beta10.24.pt"): 10.24}
 SCENE_SEED = 2026
 """The bundled scenes are image ids 1..8 of `ladon synth --seed 2026` (the models trained on --seed 0)."""
@@ -45,6 +46,7 @@ def test_bundled_models_are_small_trained_shapes_models(path, beta) -> None:
 
 
 def test_the_demo_defaults_to_the_bundled_model() -> None:
+    assert models_dir() == DEMO_MODEL.parent
     assert default_model_path() in (DEMO_MODEL, DEMO_MODEL.with_name("authors.pt"))
 
 

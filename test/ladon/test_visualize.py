@@ -1,14 +1,13 @@
-"""Overlays (palette, segmentation, boxes, banners) and image file reading for the command-line tools."""
+"""Overlays: palette, segmentation, boxes, banners."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 import ladon
 from ladon.errors import InvalidImageError
-from ladon.visualize import draw_overlay, palette, read_image, write_image
+from ladon.visualize import draw_overlay, palette
 
 H, W = 120, 160
 GRAY = 90
@@ -89,37 +88,3 @@ def test_classification_and_random_weights_banners() -> None:
 def test_overlay_rejects_an_image_of_another_size() -> None:
     with pytest.raises(InvalidImageError, match="result is for 120x160"):
         draw_overlay(np.zeros((10, 10, 3), np.uint8), _result())
-
-
-@pytest.mark.parametrize("kind", ["bgr", "gray", "gray16", "bgr16", "bgra"])
-def test_read_image_converts_to_rgb8(tmp_path, kind: str) -> None:
-    rgb = np.zeros((6, 8, 3), np.uint8)
-    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
-    bgr = rgb[..., ::-1]
-    stored, expected = {
-        "bgr": (bgr, rgb),
-        "gray": (np.full((6, 8), 77, np.uint8), np.full((6, 8, 3), 77, np.uint8)),
-        "gray16": (np.full((6, 8), 0x4D00 + 0xFF, np.uint16), np.full((6, 8, 3), 0x4D, np.uint8)),
-        "bgr16": (bgr.astype(np.uint16) << 8, rgb),
-        "bgra": (np.dstack([bgr, np.full((6, 8), 255, np.uint8)]), rgb),
-    }[kind]
-    path = tmp_path / f"{kind}.png"
-    assert cv2.imwrite(str(path), np.ascontiguousarray(stored))
-    image = read_image(path)
-    assert image.dtype == np.uint8 and image.shape == (6, 8, 3)
-    np.testing.assert_array_equal(image, expected)
-
-
-def test_read_image_errors(tmp_path) -> None:
-    text = tmp_path / "notes.txt"
-    text.write_text("not an image")
-    with pytest.raises(InvalidImageError, match="cannot read"):
-        read_image(text)
-    with pytest.raises(InvalidImageError, match="not found"):
-        read_image(tmp_path / "missing.png")
-
-
-def test_write_image_round_trip(tmp_path) -> None:
-    rgb = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
-    write_image(tmp_path / "x.png", rgb)
-    np.testing.assert_array_equal(read_image(tmp_path / "x.png"), rgb)

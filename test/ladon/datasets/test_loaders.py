@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ladon.datasets.loaders import CocoDetection, ImageFolderClassification, VOCSegmentation, collate_list
 from ladon.datasets.synth import CLASS_NAMES, scene_label, split_counts, write_dataset
-from ladon.visualize import read_image
+from ladon.image_io import read_image
 
 N, SIZE = 12, 64
 TRAIN = split_counts(N)["train"]

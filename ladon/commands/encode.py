@@ -1,0 +1,48 @@
+"""``ladon encode``: robot side, images -> packet files (only the robot-side weights are loaded)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .._cli_common import add_model_options, check_model_options, set_threads, unique_path
+from ..errors import UsageError
+from ..model import build_model, load_encoder
+from .inputs import PACKET_SUFFIX, read_input
+
+HELP = "robot side: encode images into packet files (.ldnp)"
+DESCRIPTION = "Encode images into packet files; only the robot-side weights are loaded."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ladon encode``."""
+    parser.add_argument("images", nargs="+", metavar="IMG", help="image files")
+    add_model_options(parser, "full or encoder-only; server weights are never read")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for <stem>.ldnp packet files")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Encode every image into ``<output>/<stem>.ldnp`` and print its size."""
+    check_model_options(args)
+    set_threads(args.threads)
+    images = []
+    for path in args.images:
+        item = read_input(path)
+        if item.image is None:
+            raise UsageError(f"{path} is a packet file; `ladon encode` takes images")
+        images.append((path, item.image))
+    encoder = build_model(seed=0).encoder if args.random_weights else load_encoder(args.model)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used: set[Path] = set()
+    for path, image in images:
+        (packet,) = encoder.encode([image])
+        data = packet.to_bytes()
+        target = unique_path(out_dir, Path(path).stem, PACKET_SUFFIX, used)
+        target.write_bytes(data)
+        h, w = image.shape[:2]
+        shape = "x".join(str(v) for v in packet.latent_shape)
+        print(f"{path}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h} px), latent {shape} "
+              f"-> {target}")
+    return 0
