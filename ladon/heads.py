@@ -163,3 +163,29 @@ def mask_in_original_pixels(logits: torch.Tensor, geometry: Geometry, class_name
     if (rh, rw) != (oh, ow):
         mask = cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST)
     return Segmentation(np.ascontiguousarray(mask), class_names)
+
+
+# ---------------------------------------------------------------------------------------------- task dispatch
+HeadOutput = Classification | Detections | Segmentation
+
+
+def predict(task: str, head: nn.Module, features: OrderedDict[str, torch.Tensor], geometries: list[Geometry],
+            class_names: tuple[str, ...], top_k: int = 5) -> list[HeadOutput]:
+    """Run ``task``'s head on a batch of features (frames sharing one padded size, in the order of
+    ``geometries``) and post-process each frame into original-image pixels: the one place where a task name
+    selects a head and its post-processing (the server and the teacher baseline both call it)."""
+    if not geometries:
+        return []
+    padded = geometries[0].padded_size
+    if any(g.padded_size != padded for g in geometries):
+        raise ValueError(f"a batch must share one padded size, got {sorted({g.padded_size for g in geometries})}")
+    if task == "classification":
+        logits = head(features["3"])
+        return [top_k_classes(logits[i:i + 1], class_names, top_k) for i in range(len(geometries))]
+    if task == "detection":
+        detections = head(features, [g.resized_size for g in geometries], padded)
+        return [detections_in_original_pixels(d, g, class_names) for d, g in zip(detections, geometries)]
+    if task == "segmentation":
+        logits = head(features["3"], padded)
+        return [mask_in_original_pixels(logits[i:i + 1], g, class_names) for i, g in enumerate(geometries)]
+    raise ValueError(f"unknown task {task!r}")

@@ -18,7 +18,6 @@ from .errors import (
     LadonError,
     ModelMismatchError,
     UnknownTaskError,
-    UnsupportedVersionError,
 )
 from .geometry import PreprocessConfig, compute_geometry
 from .heads import (
@@ -26,11 +25,9 @@ from .heads import (
     DetectionHead,
     SegmentationConfig,
     SegmentationHead,
-    detections_in_original_pixels,
-    mask_in_original_pixels,
-    top_k_classes,
+    predict,
 )
-from .packet import SUPPORTED_CODEC_VERSIONS, Packet
+from .packet import Packet
 from .results import Result
 from .tasks import TASKS, normalize_tasks
 
@@ -73,18 +70,19 @@ class LadonServer(nn.Module):
         return cls(entropy_bottleneck, synthesis, body, cls_head, det_head, seg_head, class_names=class_names,
                    preprocess_config=preprocess_config, model_id=model_id, beta=beta)
 
+    def head(self, task: str) -> nn.Module | None:
+        """The head of ``task`` (``None`` when this server has none)."""
+        return {"classification": self.classification_head, "detection": self.detection_head,
+                "segmentation": self.segmentation_head}[task]
+
     @property
     def tasks(self) -> tuple[str, ...]:
         """Tasks this server has heads for."""
-        heads = {"classification": self.classification_head, "detection": self.detection_head,
-                 "segmentation": self.segmentation_head}
-        return tuple(t for t in TASKS if heads[t] is not None)
+        return tuple(t for t in TASKS if self.head(t) is not None)
 
     # -------------------------------------------------------------------------------------------------- checks
     def check_packet(self, packet: Packet) -> None:
         """Raise a typed error unless this server can decode ``packet`` and map its results back."""
-        if packet.codec_version not in SUPPORTED_CODEC_VERSIONS:
-            raise UnsupportedVersionError(f"codec version {packet.codec_version} not supported")
         if packet.model_hash != self.accepted_model_hash:
             raise ModelMismatchError(
                 f"packet from encoder {packet.model_hash.hex()} ({packet.model_id!r}); this server serves "
@@ -146,15 +144,9 @@ class LadonServer(nn.Module):
                 timings["body"] = (t2 - t1) * 1e3
                 for task in tasks:
                     start = time.perf_counter()
-                    g, names = packet.geometry, self.class_names[task]
-                    if task == "classification":
-                        result.classification = top_k_classes(self.classification_head(features["3"]), names, top_k)
-                    elif task == "detection":
-                        (det,) = self.detection_head(features, [g.resized_size], g.padded_size)
-                        result.detection = detections_in_original_pixels(det, g, names)
-                    else:
-                        logits = self.segmentation_head(features["3"], g.padded_size)
-                        result.segmentation = mask_in_original_pixels(logits, g, names)
+                    (output,) = predict(task, self.head(task), features, [packet.geometry], self.class_names[task],
+                                        top_k)
+                    setattr(result, task, output)
                     timings[task] = (time.perf_counter() - start) * 1e3
             timings["total"] = (time.perf_counter() - t0) * 1e3
             results.append(result)

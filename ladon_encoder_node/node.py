@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import time
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos import qos_profile_system_default
-from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-import ladon
 from ladon.errors import LadonError
+from ladon_ros import topics
+from ladon_ros.compat import HAS_MATCHED_EVENT, PublisherEventCallbacks, SubscriptionEventCallbacks
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.node_main import LadonNode, run_node
-from ladon_ros.params import check_model_identity, declare, declare_qos
+from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
+from ladon_ros.params import declare, declare_model, declare_qos
 
 DEFAULT_MAX_PAYLOAD_BYTES = 60_000
 """Below one 64 KB RTPS datagram: larger samples fragment, and lossy links drop whole fragmented samples."""
@@ -36,15 +34,8 @@ class LadonEncoderNode(LadonNode):
         super().__init__("ladon_encoder", **kwargs)
 
     def _setup(self) -> None:
-        """Read the parameters, load the encoder and create the output, diagnostics and lazy-input timer."""
-        model_path = declare(self, "model", "", "Ladon model file (full or encoder-only); only encoder weights load")
-        random_weights = declare(self, "random_weights", False,
-                                 "Use a randomly initialised model (seed 0) when no model file is given: testing only")
-        expected_beta = declare(self, "beta", 0.0, "Expected rate weight of the model file (0 = accept the file's)")
-        expected_id = declare(self, "model_id", "", "Expected model id of the model file ('' = accept the file's)")
-        device = declare(self, "device", "cpu", "torch device for the encoder, e.g. cpu or cuda")
-        threads = declare(self, "torch_threads", 1, "torch intra-op threads (0 = torch default)", min_value=0,
-                          max_value=256)
+        """Read the parameters, load the encoder and create the output (lazy input: see _update_subscription)."""
+        self.encoder, device = declare_model(self, "encoder", default_threads=1)
         self.transport = declare(self, "image_transport", "raw", "raw (sensor_msgs/Image on 'image') or "
                                  "compressed (sensor_msgs/CompressedImage on 'image/compressed')")
         self.max_payload_bytes = declare(self, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES,
@@ -59,24 +50,17 @@ class LadonEncoderNode(LadonNode):
             raise LadonError(f"image_transport must be 'raw' or 'compressed', got {self.transport!r}")
 
         self.stats = StreamStats()
-        if threads > 0:
-            torch.set_num_threads(threads)
-        if model_path:
-            self.encoder = ladon.load_encoder(model_path, device=device)
-        elif random_weights:
-            self.get_logger().warning("no model given: using RANDOM weights (seed 0); outputs are meaningless")
-            self.encoder = ladon.build_model(seed=0).encoder.to(device).eval()
-        else:
-            raise LadonError("parameter 'model' is required (or set random_weights:=true for testing)")
-        check_model_identity(self.encoder.model_id, self.encoder.beta, expected_id, expected_beta)
 
-        self.publisher = self.create_publisher(
-            CompressedFeatures, "ladon/features", output_qos,
-            event_callbacks=PublisherEventCallbacks(incompatible_qos=self._on_incompatible_qos))
-        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", qos_profile_system_default)
+        events = {"incompatible_qos": self._on_incompatible_qos}
+        if HAS_MATCHED_EVENT:  # lazy input by event, as image_proc does; Humble has no matched event: poll
+            events["matched"] = lambda info: self._update_subscription(info.current_count > 0)
         self.subscription = None
+        self.publisher = self.create_publisher(CompressedFeatures, topics.FEATURES, output_qos,
+                                               event_callbacks=PublisherEventCallbacks(**events))
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", qos_profile_system_default)
         self._last_encode = 0.0
-        self.create_timer(0.2, self._update_subscription)
+        if not HAS_MATCHED_EVENT:
+            self.create_timer(0.2, lambda: self._update_subscription(self.publisher.get_subscription_count() > 0))
         self.create_timer(period, self._publish_diagnostics)
         self.get_logger().info(
             f"encoder {self.encoder.model_id} hash {self.encoder.model_hash.hex()} beta {self.encoder.beta:g} on "
@@ -84,11 +68,10 @@ class LadonEncoderNode(LadonNode):
 
     @property
     def _input_topic(self) -> str:
-        return "image" if self.transport == "raw" else "image/compressed"
+        return topics.IMAGE if self.transport == "raw" else topics.compressed(topics.IMAGE)
 
-    def _update_subscription(self) -> None:
+    def _update_subscription(self, wanted: bool) -> None:
         """Lazy input: subscribe to images only while someone subscribes to the features."""
-        wanted = self.publisher.get_subscription_count() > 0
         if wanted and self.subscription is None:
             msg_type = Image if self.transport == "raw" else CompressedImage
             self.subscription = self.create_subscription(
@@ -100,7 +83,7 @@ class LadonEncoderNode(LadonNode):
 
     def _on_incompatible_qos(self, event) -> None:
         """A peer's QoS cannot match ours (e.g. best-effort publisher, reliable subscriber): say so, never silently."""
-        policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
+        policy = describe_incompatible_qos(event)
         self.stats.count("incompatible_qos", f"incompatible QoS policy {policy}")
         self.get_logger().error(f"incompatible QoS with a peer: policy {policy} (total {event.total_count}); "
                                 "check input_qos / output_qos against the other side", throttle_duration_sec=5.0)
@@ -127,10 +110,8 @@ class LadonEncoderNode(LadonNode):
                                    f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
             return
         self.publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
-        age = None  # an unstamped frame (stamp 0) has no age, not an age of 55 years
-        if msg.header.stamp.sec or msg.header.stamp.nanosec:
-            age = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds * 1e-9
-        self.stats.frame(stamp_age_s=age, nbytes=packet.nbytes, timings_ms={"encode": encode_ms})
+        self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=packet.nbytes,
+                         timings_ms={"encode": encode_ms})
 
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray()

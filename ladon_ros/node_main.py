@@ -50,3 +50,17 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def stamp_age_s(node: Node, header) -> float | None:
+    """Seconds from a message's header stamp to ``node``'s clock now; ``None`` for an unstamped message (stamp 0:
+    no age, not an age of 55 years)."""
+    stamp = header.stamp
+    if not (stamp.sec or stamp.nanosec):
+        return None
+    return (node.get_clock().now().nanoseconds - (stamp.sec * 10**9 + stamp.nanosec)) * 1e-9
+
+
+def describe_incompatible_qos(event) -> str:
+    """The policy an incompatible-QoS event names, as a short string (``RELIABILITY``...)."""
+    return str(getattr(event.last_policy_kind, "name", event.last_policy_kind))

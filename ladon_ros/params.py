@@ -68,3 +68,45 @@ def check_model_identity(model_id: str, beta: float, expected_id: str, expected_
         raise LadonError(f"model file holds model {model_id!r}, parameter model_id expects {expected_id!r}")
     if expected_beta and np.float32(expected_beta) != np.float32(beta):
         raise LadonError(f"model file has beta {beta:g}, parameter beta expects {expected_beta:g}")
+
+
+def declare_model(node: Node, part: str, *, default_threads: int) -> tuple[Any, str]:
+    """Declare the model parameters every Ladon node shares (``model``, ``random_weights``, ``beta``, ``model_id``,
+    ``device``, ``torch_threads``) and load the ``part`` they name: ``"encoder"`` (robot weights only, a
+    :class:`ladon.LadonEncoder`) or ``"full"`` (a :class:`ladon.LadonModel`). Returns it and the device.
+
+    Raises :class:`ladon.errors.LadonError` when no model is given without ``random_weights``, or when the file does
+    not hold the expected model id / beta.
+    """
+    import torch
+
+    import ladon
+
+    if part not in ("encoder", "full"):
+        raise ValueError(f"part must be 'encoder' or 'full', got {part!r}")
+    what = "full or encoder-only; only encoder weights load" if part == "encoder" else \
+        "ladon.LadonModel.save / `ladon convert`"
+    model_path = declare(node, "model", "", f"Ladon model file ({what})")
+    random_weights = declare(node, "random_weights", False,
+                             "Use a randomly initialised model (seed 0) when no model file is given: outputs are "
+                             "meaningless (testing only)")
+    expected_beta = declare(node, "beta", 0.0, "Expected rate weight of the model file (0 = accept the file's)")
+    expected_id = declare(node, "model_id", "", "Expected model id of the model file ('' = accept the file's)")
+    device = declare(node, "device", "cpu", f"torch device for the {part} model, e.g. cpu or cuda:0")
+    threads = declare(node, "torch_threads", default_threads, "torch intra-op threads (0 = torch default)",
+                      min_value=0, max_value=1024)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if model_path:
+        model = ladon.load_encoder(model_path, device=device) if part == "encoder" else \
+            ladon.load_model(model_path, device=device)
+    elif random_weights:
+        node.get_logger().warning("random_weights: true -- using a RANDOMLY INITIALISED model (seed 0); every "
+                                  "output is meaningless. Set 'model' to a trained Ladon model file for real results.")
+        full = ladon.build_model(seed=0).to(device).eval()
+        model = full.encoder if part == "encoder" else full
+    else:
+        raise LadonError("parameter 'model' is required (a Ladon model file), unless random_weights is true")
+    check_model_identity(model.model_id if part == "encoder" else model.server.model_id,
+                         model.beta if part == "encoder" else model.server.beta, expected_id, expected_beta)
+    return model, device

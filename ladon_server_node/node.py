@@ -1,9 +1,10 @@
 """Edge-server node: ``ladon_msgs/CompressedFeatures`` from one or more robots -> vision_msgs results and overlays.
 
 A thin adapter over :class:`ladon.LadonServer`. Subscription callbacks only validate the message
-(:func:`ladon_ros.conversions.msg_to_packet`) and queue it in the robot's bounded keep-last queue; one worker thread
-serves the robots round-robin, decodes each frame once, runs only the heads whose outputs have subscribers and
-publishes in the robot's namespace. Bad input is counted and logged, never fatal.
+(:func:`ladon_ros.conversions.msg_to_packet`) and put it in the robot's bounded keep-last queue of a
+:class:`ladon.scheduler.FrameScheduler`; one worker thread takes frames round-robin over the robots, decodes each
+frame once, runs only the heads whose outputs have subscribers and publishes in the robot's namespace. Bad input is
+counted and logged, never fatal.
 """
 
 from __future__ import annotations
@@ -16,21 +17,22 @@ import threading
 import traceback
 
 import numpy as np
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from ladon_msgs.msg import CompressedFeatures
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
+from vision_msgs.msg import LabelInfo
 
 import ladon
 from ladon.errors import LadonError
 from ladon.results import Result, detections_above
-from ladon.server import TASKS
+from ladon.scheduler import FrameScheduler
+from ladon.tasks import TASKS
 from ladon.visualize import MAX_OVERLAY_SCALE, draw_overlay, palette
+from ladon_ros import topics
+from ladon_ros.compat import SubscriptionEventCallbacks
 from ladon_ros.conversions import (
     array_to_image_msg,
     classification_msg,
@@ -41,13 +43,11 @@ from ladon_ros.conversions import (
     segmentation_msg,
 )
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.node_main import LadonNode, run_node
-from ladon_ros.params import check_model_identity, declare, declare_qos
+from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
+from ladon_ros.params import declare, declare_model, declare_qos
+from ladon_ros.topics import OUTPUT_TOPICS, OUTPUT_TYPES, robot_topic
 
 NODE_NAME = "ladon_server"
-OUTPUT_TOPICS = {"classification": "ladon/classification", "detection": "ladon/detections",
-                 "segmentation": "ladon/segmentation"}
-OUTPUT_TYPES = {"classification": Classification, "detection": Detection2DArray, "segmentation": Image}
 OVERLAY_BACKGROUNDS = ("mask", "image")
 IMAGE_CACHE_SIZE = 10
 """Camera frames kept per robot for ``overlay.background: image`` (matched to results by header stamp)."""
@@ -56,14 +56,9 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def robot_topic(ns: str, name: str) -> str:
-    """``name`` inside robot namespace ``ns``: relative when ``ns`` is empty, absolute when ``ns`` starts with /."""
-    return f"{ns.rstrip('/')}/{name}" if ns else name
-
-
 @dataclasses.dataclass
-class Frame:
-    """One validated packet waiting for the worker, with what the diagnostics need from its message."""
+class ReceivedFeatures:
+    """One validated packet waiting in the scheduler, with what the diagnostics need from its message."""
 
     packet: ladon.Packet
     header: Header
@@ -71,15 +66,15 @@ class Frame:
     encode_time_ms: float
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # hashed by identity: the scheduler's stream key
 class Robot:
-    """Per-robot state: queue, statistics, publishers and (optionally) the camera-frame cache."""
+    """Per-robot state: statistics, publishers and (optionally) the camera-frame cache (the queue is the
+    scheduler's)."""
 
     ns: str
     name: str
     outputs: dict[str, Publisher]
     overlay: Publisher | None
-    queue: collections.deque[Frame] = dataclasses.field(default_factory=collections.deque)
     images: collections.deque[Image] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=IMAGE_CACHE_SIZE))
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
@@ -94,14 +89,7 @@ class LadonServerNode(LadonNode):
     def _setup(self) -> None:
         """Read the parameters, load the model, create the robots' topics and start the worker."""
         log = self.get_logger()
-        model_path = declare(self, "model", "", "Ladon model file (ladon.LadonModel.save / `ladon convert`)")
-        random_weights = declare(self, "random_weights", False,
-                                 "Serve a randomly initialised ResNet-50 model (outputs are meaningless)")
-        expected_beta = declare(self, "beta", 0.0, "Expected rate weight of the model file (0 = accept the file's)")
-        expected_id = declare(self, "model_id", "", "Expected model id of the model file ('' = accept the file's)")
-        self.device = declare(self, "device", "cpu", "torch device for the server part, e.g. cpu or cuda:0")
-        threads = declare(self, "torch_threads", 0, "torch intra-op threads (0 = torch default)", min_value=0,
-                          max_value=1024)
+        self.model, self.device = declare_model(self, "full", default_threads=0)
         robots = declare(self, "robots", [""], "Robot namespaces to serve; '' = this node's namespace")
         enabled = {t: declare(self, f"tasks.{t}", True, f"Run the {t} head when its output has subscribers")
                    for t in TASKS}
@@ -126,35 +114,25 @@ class LadonServerNode(LadonNode):
         if self.overlay_background not in OVERLAY_BACKGROUNDS:
             raise LadonError(f"overlay.background must be one of {OVERLAY_BACKGROUNDS}, got "
                              f"{self.overlay_background!r}")
-        if threads > 0:
-            torch.set_num_threads(threads)
-        if model_path:
-            self.model = ladon.load_model(model_path, device=self.device)
-        elif random_weights:
-            log.warning("random_weights: true -- serving a RANDOMLY INITIALISED model; every output is "
-                        "meaningless. Set 'model' to a trained Ladon model file for real results.")
-            self.model = ladon.build_model(seed=0).to(self.device).eval()
-        else:
-            raise LadonError("parameter 'model' (a Ladon model file) is required unless random_weights is true")
         server = self.model.server
-        check_model_identity(server.model_id, server.beta, expected_id, expected_beta)
         for task in TASKS:
             if enabled[task] and task not in server.tasks:
                 log.warning(f"tasks.{task} is enabled but the model has no {task} head; it is disabled")
         self.tasks = tuple(t for t in TASKS if enabled[t] and t in server.tasks)
 
-        self._cond = threading.Condition()
-        self._stop = False
-        self._next = 0
+        self._cond = threading.Condition()  # guards the robots' statistics and camera caches
+        self.scheduler: FrameScheduler[Robot, ReceivedFeatures] = FrameScheduler(
+            self.queue_size, on_drop=self._on_drop)
         self.robots: list[Robot] = []
         for ns in dict.fromkeys(str(r) for r in robots or [""]):
             self.robots.append(self._add_robot(ns, features_qos, output_qos, image_qos))
+            self.scheduler.add_stream(self.robots[-1])
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._hardware_id = f"{socket.gethostname()}/{self.device}"
         self.create_timer(period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="ladon_server_worker", daemon=True)
         self._worker.start()
-        log.info(f"serving {[r.name for r in self.robots]} with model {server.model_id or model_path!r} "
+        log.info(f"serving {[r.name for r in self.robots]} with model {server.model_id!r} "
                  f"(hash {self.model.model_hash.hex()[:12]}, beta {server.beta:g}) on {self.device}; "
                  f"tasks {list(self.tasks)}" + (" [RANDOM WEIGHTS]" if self.model.random_weights else ""))
 
@@ -163,21 +141,21 @@ class LadonServerNode(LadonNode):
         """Create one robot's publishers, latched label info and subscriptions."""
         outputs = {t: self.create_publisher(OUTPUT_TYPES[t], robot_topic(ns, OUTPUT_TOPICS[t]), output_qos)
                    for t in self.tasks}
-        overlay = (self.create_publisher(Image, robot_topic(ns, "ladon/overlay"), output_qos)
+        overlay = (self.create_publisher(Image, robot_topic(ns, topics.OVERLAY), output_qos)
                    if self.overlay_enabled and self.tasks else None)
         robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay)
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
         for task, threshold in (("detection", self.threshold), ("segmentation", 0.0)):
             if task in self.tasks:
-                self.create_publisher(LabelInfo, robot_topic(ns, OUTPUT_TOPICS[task] + "/label_info"),
+                self.create_publisher(LabelInfo, robot_topic(ns, OUTPUT_TOPICS[task] + topics.LABEL_INFO_SUFFIX),
                                       LATCHED_QOS).publish(label_info_msg(names[task], header, threshold))
         self.create_subscription(
-            CompressedFeatures, robot_topic(ns, "ladon/features"), lambda msg: self._on_features(robot, msg),
+            CompressedFeatures, robot_topic(ns, topics.FEATURES), lambda msg: self._on_features(robot, msg),
             features_qos, event_callbacks=SubscriptionEventCallbacks(
                 incompatible_qos=lambda event: self._on_incompatible_qos(robot, event)))
         if overlay is not None and self.overlay_background == "image":
-            self.create_subscription(Image, robot_topic(ns, "image"), lambda msg: self._on_image(robot, msg),
+            self.create_subscription(Image, robot_topic(ns, topics.IMAGE), lambda msg: self._on_image(robot, msg),
                                      image_qos)
         return robot
 
@@ -189,13 +167,11 @@ class LadonServerNode(LadonNode):
         except LadonError as exc:
             self._reject(robot, exc)
             return
-        frame = Frame(packet, msg.header, len(msg.data), float(msg.encode_time_ms))
+        self.scheduler.put(robot, ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms)))
+
+    def _on_drop(self, robot: Robot, frame: ReceivedFeatures, reason: str) -> None:
         with self._cond:
-            if len(robot.queue) >= self.queue_size:
-                robot.queue.popleft()
-                robot.stats.count("dropped")
-            robot.queue.append(frame)
-            self._cond.notify()
+            robot.stats.count(reason)
 
     def _on_image(self, robot: Robot, msg: Image) -> None:
         with self._cond:
@@ -203,7 +179,7 @@ class LadonServerNode(LadonNode):
 
     def _on_incompatible_qos(self, robot: Robot, event) -> None:
         """A robot's features QoS cannot match ours (e.g. best-effort vs reliable): report it, never silently."""
-        policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
+        policy = describe_incompatible_qos(event)
         with self._cond:
             robot.stats.count("incompatible_qos", f"incompatible QoS policy {policy}")
         self.get_logger().error(f"{robot.name}: incompatible QoS with a features publisher: policy {policy} "
@@ -219,33 +195,23 @@ class LadonServerNode(LadonNode):
     # ------------------------------------------------------------------------------------------------ worker
     def _work(self) -> None:
         """Serve queued frames, one per robot per turn, until :meth:`destroy_node`."""
-        while (item := self._next_frame()) is not None:
-            robot, frame = item
-            try:
-                self._serve(robot, frame)
-            except LadonError as exc:
-                self._reject(robot, exc)
-            except Exception as exc:  # the worker must survive anything a frame can trigger
-                if not self.context.ok():  # ROS is shutting down under us (e.g. Ctrl-C): publishing fails
-                    return
-                with self._cond:
-                    robot.stats.count("errors", f"{type(exc).__name__}: {exc}")
-                self.get_logger().error(f"{robot.name}: unexpected error serving a frame:\n{traceback.format_exc()}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
+        while (batch := self.scheduler.take()) is not None:
+            for robot, frame in batch:
+                self._serve_guarded(robot, frame)
 
-    def _next_frame(self) -> tuple[Robot, Frame] | None:
-        """Wait for a frame and take it from the next robot in round-robin order; ``None`` once stopping."""
-        with self._cond:
-            while not self._stop and not any(r.queue for r in self.robots):
-                self._cond.wait()
-            if self._stop:
-                return None
-            for offset in range(len(self.robots)):
-                index = (self._next + offset) % len(self.robots)
-                if self.robots[index].queue:
-                    self._next = (index + 1) % len(self.robots)
-                    return self.robots[index], self.robots[index].queue.popleft()
-        return None
+    def _serve_guarded(self, robot: Robot, frame: ReceivedFeatures) -> None:
+        """Serve one frame; bad input and unexpected errors are counted and logged, never fatal."""
+        try:
+            self._serve(robot, frame)
+        except LadonError as exc:
+            self._reject(robot, exc)
+        except Exception as exc:  # the worker must survive anything a frame can trigger
+            if not self.context.ok():  # ROS is shutting down under us (e.g. Ctrl-C): publishing fails
+                return
+            with self._cond:
+                robot.stats.count("errors", f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(f"{robot.name}: unexpected error serving a frame:\n{traceback.format_exc()}",
+                                    throttle_duration_sec=LOG_THROTTLE_S)
 
     def _wanted_tasks(self, robot: Robot) -> tuple[tuple[str, ...], bool]:
         """Enabled tasks whose outputs have subscribers (all of them for a subscribed overlay), and the overlay."""
@@ -254,7 +220,7 @@ class LadonServerNode(LadonNode):
             return self.tasks, True
         return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0), False
 
-    def _serve(self, robot: Robot, frame: Frame) -> None:
+    def _serve(self, robot: Robot, frame: ReceivedFeatures) -> None:
         """Infer one frame (decode once, wanted heads only) and publish its outputs in the robot's namespace."""
         tasks, overlay = self._wanted_tasks(robot)
         (result,) = self.model.server.infer([frame.packet], tasks=tasks, top_k=self.top_k)
@@ -270,9 +236,7 @@ class LadonServerNode(LadonNode):
             image = draw_overlay(self._background(robot, result, header), result, score_threshold=self.threshold,
                                  scale=self.overlay_scale)
             robot.overlay.publish(array_to_image_msg(image[:, :, ::-1], "bgr8", header))
-        age = None
-        if header.stamp.sec or header.stamp.nanosec:
-            age = (self.get_clock().now().nanoseconds - (header.stamp.sec * 10**9 + header.stamp.nanosec)) / 1e9
+        age = stamp_age_s(self, header)
         with self._cond:
             robot.stats.frame(stamp_age_s=age, nbytes=frame.nbytes,
                               timings_ms={**result.timings_ms, "encode": frame.encode_time_ms})
@@ -304,15 +268,14 @@ class LadonServerNode(LadonNode):
         with self._cond:
             for robot in self.robots:
                 status = robot.stats.status(name=f"{NODE_NAME}: {robot.name}", hardware_id=self._hardware_id)
-                status.values = [*status.values, KeyValue(key="queued", value=str(len(robot.queue))), *extra]
+                queued = KeyValue(key="queued", value=str(self.scheduler.pending(robot)))
+                status.values = [*status.values, queued, *extra]
                 msg.status.append(status)
         self._diagnostics.publish(msg)
 
     def destroy_node(self) -> None:
         """Stop and join the worker before the publishers go away."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
+        self.scheduler.stop()
         self._worker.join()
         super().destroy_node()
 
