@@ -22,7 +22,7 @@ seg ``aux_classifier.*``                    dropped: the FCN auxiliary head is u
 det ``backbone.body.*``, seg ``backbone.*`` verified equal to the classification body (frozen in training)
 =========================================  =================================================================
 
-Shared-body BatchNorm statistics (spec section 7, item 1). The VOC head was trained on a body frozen only by
+Shared-body BatchNorm statistics. The VOC head was trained on a body frozen only by
 ``requires_grad`` while in train mode, so the VOC file carries drifted running mean/var for layer2-4; the authors'
 runtime loads it last and thereby runs *all* heads with the VOC statistics. ``body_norm="classification"``
 (default) keeps the ImageNet statistics, with which the classification and detection heads were trained and

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -24,7 +24,9 @@ from .tasks import TASKS, normalize_tasks
 
 FILE_FORMAT = "ladon-model"
 FILE_FORMAT_VERSION = 1
-WEIGHT_SOURCES = ("random", "authors", "trained")
+WeightsSource = Literal["random", "authors", "trained"]
+WEIGHT_SOURCES: tuple[WeightsSource, ...] = ("random", "authors", "trained")
+"""Where a model's weights came from: ``random`` initialisation, the ``authors``' checkpoints, or ``trained`` here."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class LadonModel(nn.Module):
             stage_channels=spec.stage_channels, tasks=config.tasks, class_names=config.class_names,
             detection_config=config.detection, preprocess_config=config.preprocess,
             model_id=config.model_id, beta=config.beta, segmentation_config=config.segmentation)
-        self.weights_source = "random"
+        self.weights_source: WeightsSource = "random"
         self.eval()
 
     @property
@@ -117,7 +119,7 @@ class LadonModel(nn.Module):
     def model_hash(self) -> bytes:
         return self.encoder.model_hash
 
-    def sync(self) -> None:
+    def propagate_identity(self) -> None:
         """Propagate the encoder hash and the weight provenance to the server (after loading or training)."""
         self.encoder.invalidate_hash()
         self.server.accepted_model_hash = self.encoder.model_hash
@@ -126,7 +128,7 @@ class LadonModel(nn.Module):
     def update(self, force: bool = True) -> None:
         """Rebuild the entropy model's CDF tables and re-sync the model hash."""
         self.encoder.update(force=force)
-        self.sync()
+        self.propagate_identity()
 
     # -------------------------------------------------------------------------------------------- weights
     def unique_state_dict(self) -> dict[str, torch.Tensor]:
@@ -143,7 +145,7 @@ class LadonModel(nn.Module):
             if k.startswith(prefix):
                 full["server.entropy_bottleneck." + k[len(prefix):]] = v
         load_exact(self, full, source)
-        self.sync()
+        self.propagate_identity()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the single-file project format (config, weights, class names, beta); ``weights_only``-loadable.
@@ -237,7 +239,10 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     if obj.get("kind") != "full":
         raise CheckpointError(f"{path} holds only the robot encoder; the server needs a full model file")
     model = LadonModel(LadonConfig.from_dict(obj["config"]))
-    model.weights_source = str(obj.get("weights_source", "trained"))
+    source = obj.get("weights_source", "trained")
+    if source not in WEIGHT_SOURCES:
+        raise CheckpointError(f"{path}: weights_source {source!r} is not one of {list(WEIGHT_SOURCES)}")
+    model.weights_source = source
     model.load_unique_state_dict(obj["state_dict"], str(path))
     _check_hash(model.model_hash, obj, path)
     digest = tensors_digest({k: v.detach().cpu() for k, v in model.unique_state_dict().items()}).hex()

@@ -57,7 +57,6 @@ PAYLOAD_BYTES_PER_SYMBOL_CAP = 8
 
 _HEAD = struct.Struct("<4sBBH16sf3H6HB")
 _U32 = struct.Struct("<I")
-HEADER_BYTES = _HEAD.size
 OVERHEAD_BYTES = _HEAD.size + 2 * _U32.size
 """Bytes a packet adds to its payload, not counting the model id."""
 

@@ -122,7 +122,7 @@ def test_model_hash_changes_when_encoder_weights_change():
     before = model.model_hash
     with torch.no_grad():
         model.encoder.analysis[0].weight.add_(1.0)
-    model.sync()
+    model.propagate_identity()
     assert model.model_hash != before
     assert model.server.accepted_model_hash == model.model_hash
 

@@ -116,7 +116,7 @@ def authors(tmp_path_factory):
     seg = load_segmentation_model(seg_config, torch.device("cpu"), False)
     _copy_body(cls, seg.backbone)
     _calibrate_bn(seg.classifier, torch.randn(2, 2048, 13, 13))
-    with torch.no_grad():  # VOC training drifts the body's BN statistics (spec section 7 item 1)
+    with torch.no_grad():  # VOC training drifts the body's BN statistics (see ladon/checkpoints.py)
         for m in seg.backbone.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.add_(0.05 * torch.randn_like(m.running_mean))
@@ -163,7 +163,7 @@ def test_checkpoints_load_with_restricted_unpickler_and_metadata(ladon_model):
 def test_rans_bytes_identical(authors, ladon_model, images, which):
     image = images[which]
     (packet,) = ladon_model.encoder.encode([image])
-    # The authors' runtime feeds the detection transform's padded tensor to the encoder (spec section 2).
+    # The authors' runtime feeds the detection transform's padded tensor to the encoder (sc2bench's runtime).
     det = authors["det"]
     with torch.no_grad():
         tensors = det.transform([torch.from_numpy(image).permute(2, 0, 1).float() / 255.0])[0].tensors

@@ -20,7 +20,6 @@ from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
 import ladon
 from ladon.classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
 from ladon.errors import ChecksumError, InvalidImageError, LadonError, PacketError
-from ladon.heads import DetectionConfig
 from ladon.preprocess import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from ladon_ros.conversions import (
     IMAGE_ENCODINGS,
@@ -49,10 +48,8 @@ def _rgb(size: tuple[int, int] = SIZE, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model() -> ladon.LadonModel:
-    return ladon.build_model("resnet18", num_bottleneck_channels=8, seed=0, model_id="tiny-r18",
-                             preprocess=ladon.PreprocessConfig(input_size=128),
-                             detection=DetectionConfig(score_thresh=0.0, detections_per_img=5))
+def model(tiny_model) -> ladon.LadonModel:
+    return tiny_model(model_id="tiny-r18", input_size=128)
 
 
 @pytest.fixture(scope="module")

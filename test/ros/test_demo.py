@@ -8,17 +8,13 @@ import os
 import cv2
 import pytest
 
-import ladon
-from ladon.heads import DetectionConfig
+from ladon.assets import bundled_images_dir
 from ladon_ros import demo
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    ladon.build_model("resnet18", num_bottleneck_channels=8, seed=0, preprocess=ladon.PreprocessConfig(input_size=128),
-                      detection=DetectionConfig(score_thresh=0.0, detections_per_img=5)).save(path)
-    return path
+def tiny_model_path(tiny_model_file):
+    return tiny_model_file
 
 
 def test_demo_writes_overlays_results_and_stats(tiny_model_path, tmp_path, monkeypatch):
@@ -33,7 +29,7 @@ def test_demo_writes_overlays_results_and_stats(tiny_model_path, tmp_path, monke
     assert code == 0
 
     overlay = cv2.imread(str(out / "overlays" / "frame_00.png"), cv2.IMREAD_UNCHANGED)
-    first_image = sorted(p for p in ladon.data.bundled_images_dir().iterdir())[0]
+    first_image = sorted(p for p in bundled_images_dir().iterdir())[0]
     original = cv2.imread(str(first_image), cv2.IMREAD_COLOR)
     assert overlay is not None and overlay.shape == original.shape  # our first image, at the camera resolution
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["frame_00.png"]

@@ -15,7 +15,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from ladon.data import bundled_images_dir
+from ladon.assets import bundled_images_dir
 from ladon.errors import LadonError
 from ladon_ros.conversions import image_msg_to_rgb
 from ladon_ros.image_source import ImageSourceNode, folder_frames, iter_frames

@@ -15,7 +15,6 @@ import pytest
 import yaml
 from rclpy.node import Node
 
-import ladon
 from ladon_encoder_node.node import LadonEncoderNode
 from ladon_ros import launcher
 from ladon_ros.image_source import ImageSourceNode
@@ -193,11 +192,8 @@ def test_split_yaml_has_one_section_per_node(split_yaml):
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    ladon.build_model("resnet18", num_bottleneck_channels=8, seed=0,
-                      preprocess=ladon.PreprocessConfig(input_size=128)).save(path)
-    return path
+def tiny_model_path(tiny_model_file) -> Path:
+    return tiny_model_file
 
 
 @pytest.mark.parametrize("node_class", [ImageSourceNode, LadonEncoderNode, LadonServerNode],

@@ -30,7 +30,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
 import ladon
-from ladon.heads import DetectionConfig
 from ladon_ros import launcher
 from ladon_ros.conversions import image_msg_to_rgb, packet_to_msg
 from ladon_ros.recorder import Recorder
@@ -44,14 +43,9 @@ def _domain() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """A tiny real model (random weights) whose detection head keeps low-score boxes, so outputs are non-empty."""
-    model = ladon.build_model("resnet18", num_bottleneck_channels=8, seed=0,
-                              preprocess=ladon.PreprocessConfig(input_size=128),
-                              detection=DetectionConfig(score_thresh=0.0, detections_per_img=5))
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    model.save(path)
-    return path, ladon.load_model(path)
+def model_file(tiny_model_file):
+    """The shared tiny model (random weights; its detection head keeps low-score boxes, so outputs are non-empty)."""
+    return tiny_model_file, ladon.load_model(tiny_model_file)
 
 
 @pytest.fixture(scope="module")
