@@ -46,6 +46,8 @@ setup(
         "resnest": ["timm>=0.9"],
         # Training, evaluation and the offline dataset generator.
         "train": ["pycocotools>=2.0.7", "matplotlib>=3.7", "tqdm>=4.60", "pyyaml>=6"],
+        # The fleet server's Ray Serve backend (edge servers only; robots never need it).
+        "fleet": ["ray[serve]>=2.40"],
         "dev": ["pytest", "hypothesis", "ruff"],
     },
     entry_points={"console_scripts": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 
@@ -31,6 +32,10 @@ from .packet import Packet
 from .results import Result
 from .tasks import TASKS, normalize_tasks
 
+PRECISIONS = ("fp32", "fp16")
+DEFAULT_MAX_BATCH = 32
+"""Frames per batch in :meth:`LadonServer.infer` unless told otherwise."""
+
 
 class LadonServer(nn.Module):
     """The edge-server part: entropy decoding, synthesis transform, shared body and the three heads."""
@@ -53,6 +58,8 @@ class LadonServer(nn.Module):
         self.accepted_model_hash: bytes = b""
         """Hash of the encoder this server was trained with; set by :class:`~ladon.model.LadonModel`."""
         self.random_weights = False
+        self.precision = "fp32"
+        """``fp32`` or ``fp16`` (CUDA autocast); see :meth:`set_precision`."""
 
     @classmethod
     def build(cls, *, entropy_bottleneck: EntropyBottleneck, body: SharedBody, fc: nn.Linear,
@@ -111,43 +118,98 @@ class LadonServer(nn.Module):
         return self.body(self.synthesis(latent))
 
     # -------------------------------------------------------------------------------------------------- API
-    @torch.inference_mode()
-    def infer(self, packets: Sequence[Packet | bytes], tasks: Iterable[str] | str = TASKS,
-              top_k: int = 5) -> list[Result]:
+    def set_precision(self, precision: str) -> None:
+        """``"fp32"`` (default) or ``"fp16"``: autocast the synthesis, body and heads to float16 with channels-last
+        memory (CUDA only; entropy decoding and post-processing stay exact)."""
+        if precision not in PRECISIONS:
+            raise LadonError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "fp16":
+            device = next(self.synthesis.parameters()).device
+            if device.type != "cuda":
+                raise LadonError(f"precision fp16 needs a CUDA device; this server is on {device}")
+            self.to(memory_format=torch.channels_last)
+        self.precision = precision
+
+    def infer(self, packets: Sequence[Packet | bytes] | Packet | bytes, tasks: Iterable[str] | str = TASKS,
+              top_k: int = 5, *, max_batch: int = DEFAULT_MAX_BATCH) -> list[Result]:
         """Decode each packet once and run the requested heads; heads not requested are not run.
 
-        Packets may be :class:`Packet` objects or their serialized bytes. Raises a
-        :class:`~ladon.errors.LadonError` subclass for the first packet that cannot be served.
+        Frames of the same padded size run through the synthesis, the body and the heads together, in batches of up
+        to ``max_batch`` (outputs equal batch-1 outputs up to float rounding). Packets may be :class:`Packet`
+        objects or their serialized bytes. Raises the :class:`~ladon.errors.LadonError` of the first packet that
+        cannot be served; :meth:`infer_each` returns it in that packet's place instead.
         """
+        results = self.infer_each(packets, tasks, top_k, max_batch=max_batch)
+        for result in results:
+            if isinstance(result, LadonError):
+                raise result
+        return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def infer_each(self, packets: Sequence[Packet | bytes] | Packet | bytes, tasks: Iterable[str] | str = TASKS,
+                   top_k: int = 5, *, max_batch: int = DEFAULT_MAX_BATCH) -> list[Result | LadonError]:
+        """Like :meth:`infer`, but a packet that cannot be served gives its typed error in its own slot: a bad
+        packet never fails its batch-mates. Request errors (unknown task, bad ``top_k``) still raise."""
         tasks = normalize_tasks(tasks)
         missing = [t for t in tasks if t not in self.tasks]
         if missing:
             raise UnknownTaskError(f"this model has no head for {missing}; it serves {list(self.tasks)}")
         if top_k < 1:
             raise LadonError(f"top_k must be >= 1, got {top_k}")
+        if max_batch < 1:
+            raise LadonError(f"max_batch must be >= 1, got {max_batch}")
         if isinstance(packets, (Packet, bytes, bytearray)):
             packets = [packets]
-        results = []
-        for item in packets:
-            packet = item if isinstance(item, Packet) else Packet.from_bytes(item)
-            self.check_packet(packet)
-            timings: dict[str, float] = {}
+        out: list[Result | LadonError | None] = [None] * len(packets)
+        decoded: dict[tuple[int, int], list[tuple[int, Packet, torch.Tensor, float]]] = {}
+        for index, item in enumerate(packets):  # parse, check and entropy-decode each frame on its own
             t0 = time.perf_counter()
-            latent = self.decode(packet)
+            try:
+                packet = item if isinstance(item, Packet) else Packet.from_bytes(item)
+                self.check_packet(packet)
+                latent = self.decode(packet)
+            except LadonError as exc:
+                out[index] = exc
+                continue
+            group = decoded.setdefault(packet.geometry.padded_size, [])
+            group.append((index, packet, latent, (time.perf_counter() - t0) * 1e3))
+        for frames in decoded.values():
+            for start in range(0, len(frames), max_batch):
+                batch = frames[start:start + max_batch]
+                for index, result in zip((f[0] for f in batch), self._infer_batch(batch, tasks, top_k)):
+                    out[index] = result
+        return out  # type: ignore[return-value]
+
+    def _infer_batch(self, batch: list[tuple[int, Packet, torch.Tensor, float]], tasks: tuple[str, ...],
+                     top_k: int) -> list[Result]:
+        """Synthesis, body and heads over decoded frames sharing one padded size; a frame's timings are its own
+        decoding plus the batch's stage times divided by the batch size."""
+        n = len(batch)
+        results = [Result(model_id=p.model_id, geometry=p.geometry, random_weights=self.random_weights,
+                          timings_ms={"entropy_decode": decode_ms}) for _, p, _, decode_ms in batch]
+        if tasks:
             t1 = time.perf_counter()
-            timings["entropy_decode"] = (t1 - t0) * 1e3
-            result = Result(model_id=packet.model_id, geometry=packet.geometry, timings_ms=timings,
-                            random_weights=self.random_weights)
-            if tasks:
-                features = self.features(latent)
-                t2 = time.perf_counter()
-                timings["body"] = (t2 - t1) * 1e3
+            with self._autocast():
+                latents = torch.cat([latent for _, _, latent, _ in batch])
+                if self.precision == "fp16":
+                    latents = latents.contiguous(memory_format=torch.channels_last)
+                features = self.features(latents)
+                body_ms = (time.perf_counter() - t1) * 1e3 / n
+                geometries = [p.geometry for _, p, _, _ in batch]
+                stage_ms = {}
                 for task in tasks:
                     start = time.perf_counter()
-                    (output,) = predict(task, self.head(task), features, [packet.geometry], self.class_names[task],
-                                        top_k)
-                    setattr(result, task, output)
-                    timings[task] = (time.perf_counter() - start) * 1e3
-            timings["total"] = (time.perf_counter() - t0) * 1e3
-            results.append(result)
+                    outputs = predict(task, self.head(task), features, geometries, self.class_names[task], top_k)
+                    for result, output in zip(results, outputs):
+                        setattr(result, task, output)
+                    stage_ms[task] = (time.perf_counter() - start) * 1e3 / n
+            for result in results:
+                result.timings_ms.update(body=body_ms, **stage_ms)
+        for result in results:
+            result.timings_ms["total"] = sum(result.timings_ms.values())
         return results
+
+    def _autocast(self):
+        if self.precision == "fp16":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()

@@ -29,6 +29,8 @@ OUTPUT_TYPES: dict[str, type] = {"classification": Classification, "detection": 
                                  "segmentation": Image}
 """Per task: the message type published on :data:`OUTPUT_TOPICS`."""
 FEATURES_TYPE = CompressedFeatures
+FEATURES_TYPE_NAME = "ladon_msgs/msg/CompressedFeatures"
+"""The features type as the ROS graph names it (``get_topic_names_and_types``)."""
 
 assert set(OUTPUT_TOPICS) == set(OUTPUT_TYPES) == set(TASKS)
 

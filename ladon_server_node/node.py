@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import fnmatch
 import socket
 import sys
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -26,6 +28,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import LabelInfo
 
 import ladon
+from ladon.backends import BACKENDS, Backend, BackendError, LocalBackend, RayServeBackend, RaySettings
 from ladon.errors import LadonError
 from ladon.results import Result, detections_above
 from ladon.scheduler import FrameScheduler
@@ -75,13 +78,20 @@ class Robot:
     name: str
     outputs: dict[str, Publisher]
     overlay: Publisher | None
+    handles: list = dataclasses.field(default_factory=list)
+    """Every publisher and subscription of this robot (destroyed when a discovered robot leaves)."""
+    features_topic: str = ""
+    last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    """When a features publisher was last seen on the graph (discovered robots only)."""
+    discovered: bool = False
     images: collections.deque[Image] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=IMAGE_CACHE_SIZE))
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
 
 
 class LadonServerNode(LadonNode):
-    """Serves Ladon's three heads to the robots listed in the ``robots`` parameter."""
+    """Serves Ladon's three heads to the robots listed in the ``robots`` parameter (names or patterns such as
+    ``'*'``, discovered on the ROS graph while the node runs), in fair batches across robots."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
@@ -90,7 +100,8 @@ class LadonServerNode(LadonNode):
         """Read the parameters, load the model, create the robots' topics and start the worker."""
         log = self.get_logger()
         self.model, self.device = declare_model(self, "full", default_threads=0)
-        robots = declare(self, "robots", [""], "Robot namespaces to serve; '' = this node's namespace")
+        robots = declare(self, "robots", [""], "Robot namespaces to serve ('' = this node's namespace), or patterns "
+                         "('*', '/site1/*') matched against <ns>/ladon/features publishers found on the ROS graph")
         enabled = {t: declare(self, f"tasks.{t}", True, f"Run the {t} head when its output has subscribers")
                    for t in TASKS}
         self.overlay_enabled = declare(self, "overlay.enabled", True, "Publish ladon/overlay (bgr8)")
@@ -104,6 +115,19 @@ class LadonServerNode(LadonNode):
                                  "Detections scoring below this are not published", min_value=0.0, max_value=1.0)
         self.queue_size = declare(self, "queue_size", 2, "Frames queued per robot (keep last, oldest dropped)",
                                   min_value=1, max_value=1000)
+        max_batch = declare(self, "max_batch", 8, "Frames served together in one batch, taken round-robin across "
+                            "robots (1 = one frame at a time)", min_value=1, max_value=1024)
+        max_wait_ms = declare(self, "max_wait_ms", 0.0, "With max_batch > 1: wait up to this long for a fuller batch "
+                              "once a frame is queued (0 = serve what is queued)", min_value=0.0, max_value=10000.0)
+        max_age_s = declare(self, "max_age_s", 0.0, "Drop frames queued longer than this before their turn, counted "
+                            "as stale (0 = never)", min_value=0.0, max_value=3600.0)
+        discovery_period = declare(self, "discovery.period_s", 1.0, "Seconds between ROS graph scans for robots "
+                                   "matching a pattern in 'robots'", min_value=0.05, max_value=3600.0)
+        self.robot_timeout_s = declare(self, "discovery.timeout_s", 10.0, "A discovered robot whose features "
+                                       "publishers are gone this long is removed", min_value=0.0, max_value=86400.0)
+        backend = declare(self, "backend", "local", "Where batches run: local (this process) or ray (a Ray Serve "
+                          "deployment; see the ray.* parameters)")
+        precision = declare(self, "precision", "fp32", "fp32, or fp16 (CUDA autocast + channels_last)")
         features_qos = declare_qos(self, "features_qos", reliability="reliable", depth=5, what="ladon/features")
         output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the outputs")
         image_qos = declare_qos(self, "image_qos", reliability="reliable", depth=5,
@@ -111,6 +135,8 @@ class LadonServerNode(LadonNode):
         period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages", min_value=0.01,
                          max_value=3600.0)
 
+        if backend not in BACKENDS:
+            raise LadonError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if self.overlay_background not in OVERLAY_BACKGROUNDS:
             raise LadonError(f"overlay.background must be one of {OVERLAY_BACKGROUNDS}, got "
                              f"{self.overlay_background!r}")
@@ -120,44 +146,125 @@ class LadonServerNode(LadonNode):
                 log.warning(f"tasks.{task} is enabled but the model has no {task} head; it is disabled")
         self.tasks = tuple(t for t in TASKS if enabled[t] and t in server.tasks)
 
-        self._cond = threading.Condition()  # guards the robots' statistics and camera caches
+        self.backend = self._make_backend(backend, max_batch, precision)
+        self._cond = threading.Condition()  # guards the robot list, their statistics and camera caches
         self.scheduler: FrameScheduler[Robot, ReceivedFeatures] = FrameScheduler(
-            self.queue_size, on_drop=self._on_drop)
+            self.queue_size, max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, max_age_s=max_age_s or None,
+            on_drop=self._on_drop)
+        self._qos = (features_qos, output_qos, image_qos)
         self.robots: list[Robot] = []
-        for ns in dict.fromkeys(str(r) for r in robots or [""]):
-            self.robots.append(self._add_robot(ns, features_qos, output_qos, image_qos))
-            self.scheduler.add_stream(self.robots[-1])
+        names = list(dict.fromkeys(str(r) for r in robots or [""]))
+        self.patterns = [n for n in names if any(c in n for c in "*?[")]
+        for ns in names:
+            if ns not in self.patterns:
+                self._add_robot(ns)
+        if self.patterns:
+            self.create_timer(discovery_period, self._discover)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._hardware_id = f"{socket.gethostname()}/{self.device}"
         self.create_timer(period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="ladon_server_worker", daemon=True)
         self._worker.start()
-        log.info(f"serving {[r.name for r in self.robots]} with model {server.model_id!r} "
-                 f"(hash {self.model.model_hash.hex()[:12]}, beta {server.beta:g}) on {self.device}; "
-                 f"tasks {list(self.tasks)}" + (" [RANDOM WEIGHTS]" if self.model.random_weights else ""))
+        log.info(f"serving {[r.name for r in self.robots] + self.patterns} with model {server.model_id!r} "
+                 f"(hash {self.model.model_hash.hex()[:12]}, beta {server.beta:g}) on {self.device}, backend "
+                 f"{backend}, batches of up to {max_batch}; tasks {list(self.tasks)}"
+                 + (" [RANDOM WEIGHTS]" if self.model.random_weights else ""))
 
-    # ------------------------------------------------------------------------------------------------ setup
-    def _add_robot(self, ns: str, features_qos: QoSProfile, output_qos: QoSProfile, image_qos: QoSProfile) -> Robot:
-        """Create one robot's publishers, latched label info and subscriptions."""
+    def _make_backend(self, backend: str, max_batch: int, precision: str) -> Backend:
+        """The local server, or a Ray Serve deployment of the same model file (``ray.*`` parameters)."""
+        if backend == "local":
+            self.model.server.set_precision(precision)
+            return LocalBackend(self.model.server, max_batch)
+        address = declare(self, "ray.address", "", "Ray cluster address ('' = start a local Ray here)")
+        settings = RaySettings(
+            address=address,
+            num_replicas=declare(self, "ray.num_replicas", 1, "Replicas of the batched server", min_value=1,
+                                 max_value=4096),
+            num_cpus=declare(self, "ray.num_cpus", 1.0, "CPUs per replica", min_value=0.0, max_value=1024.0),
+            num_gpus=declare(self, "ray.num_gpus", 0.0, "GPUs per replica (fractions share a GPU)", min_value=0.0,
+                             max_value=64.0),
+            app_name=declare(self, "ray.app_name", "ladon", "Ray Serve application name (one per ingress node)"),
+            request_timeout_s=declare(self, "ray.request_timeout_s", 30.0, "Seconds before a batch request fails",
+                                      min_value=0.1, max_value=3600.0),
+            local_num_cpus=declare(self, "ray.local_num_cpus", 0, "CPUs of a local Ray (0 = all)", min_value=0,
+                                   max_value=4096) or None)
+        fallback = declare(self, "ray.fallback_local", False, "Serve in this process if Ray fails (logged)")
+        model_file = self.get_parameter("model").value
+        if not model_file:
+            raise LadonError("backend 'ray' needs the 'model' parameter (replicas load the model file)")
+        try:
+            return RayServeBackend(model_file, settings, device=self.device, max_batch=max_batch,
+                                   precision=precision)
+        except BackendError as exc:
+            if not fallback:
+                raise
+            self.get_logger().error(f"{exc}; ray.fallback_local is set: serving in this process")
+            return LocalBackend(self.model.server, max_batch)
+
+    # ------------------------------------------------------------------------------------------------ robots
+    def _add_robot(self, ns: str, discovered: bool = False) -> Robot:
+        """Create one robot's publishers, latched label info and subscriptions, and its scheduler stream."""
+        features_qos, output_qos, image_qos = self._qos
         outputs = {t: self.create_publisher(OUTPUT_TYPES[t], robot_topic(ns, OUTPUT_TOPICS[t]), output_qos)
                    for t in self.tasks}
         overlay = (self.create_publisher(Image, robot_topic(ns, topics.OVERLAY), output_qos)
                    if self.overlay_enabled and self.tasks else None)
-        robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay)
+        robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay, discovered=discovered)
+        robot.handles += [*outputs.values(), *([overlay] if overlay is not None else [])]
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
         for task, threshold in (("detection", self.threshold), ("segmentation", 0.0)):
             if task in self.tasks:
-                self.create_publisher(LabelInfo, robot_topic(ns, OUTPUT_TOPICS[task] + topics.LABEL_INFO_SUFFIX),
-                                      LATCHED_QOS).publish(label_info_msg(names[task], header, threshold))
-        self.create_subscription(
+                latched = self.create_publisher(
+                    LabelInfo, robot_topic(ns, OUTPUT_TOPICS[task] + topics.LABEL_INFO_SUFFIX), LATCHED_QOS)
+                latched.publish(label_info_msg(names[task], header, threshold))
+                robot.handles.append(latched)
+        subscription = self.create_subscription(
             CompressedFeatures, robot_topic(ns, topics.FEATURES), lambda msg: self._on_features(robot, msg),
             features_qos, event_callbacks=SubscriptionEventCallbacks(
                 incompatible_qos=lambda event: self._on_incompatible_qos(robot, event)))
+        robot.features_topic = subscription.topic_name
+        robot.handles.append(subscription)
         if overlay is not None and self.overlay_background == "image":
-            self.create_subscription(Image, robot_topic(ns, topics.IMAGE), lambda msg: self._on_image(robot, msg),
-                                     image_qos)
+            robot.handles.append(self.create_subscription(
+                Image, robot_topic(ns, topics.IMAGE), lambda msg: self._on_image(robot, msg), image_qos))
+        with self._cond:
+            self.robots.append(robot)
+        self.scheduler.add_stream(robot)
         return robot
+
+    def _remove_robot(self, robot: Robot) -> None:
+        """Stop serving a robot that left: its queue, topics and diagnostics go."""
+        self.scheduler.remove_stream(robot)
+        with self._cond:
+            self.robots.remove(robot)
+        for handle in robot.handles:
+            if isinstance(handle, Publisher):
+                self.destroy_publisher(handle)
+            else:
+                self.destroy_subscription(handle)
+        self.get_logger().info(f"robot {robot.name} left (no features publisher for {self.robot_timeout_s:g} s)")
+
+    def _discover(self) -> None:
+        """Serve every ``<ns>/ladon/features`` publisher whose namespace matches a pattern; drop robots gone for
+        longer than ``discovery.timeout_s``."""
+        now = time.monotonic()
+        suffix = "/" + topics.FEATURES
+        with self._cond:
+            known = {r.features_topic: r for r in self.robots}
+        for name, types in self.get_topic_names_and_types():
+            if not name.endswith(suffix) or topics.FEATURES_TYPE_NAME not in types or name in known:
+                continue
+            ns = name[: -len(suffix)] or "/"
+            if any(fnmatch.fnmatchcase(ns, pattern) for pattern in self.patterns) \
+                    and self.count_publishers(name) > 0:
+                robot = self._add_robot(ns, discovered=True)
+                self.get_logger().info(f"robot {robot.name} joined ({name})")
+        for robot in [r for r in known.values() if r.discovered]:
+            if self.count_publishers(robot.features_topic) > 0:
+                robot.last_seen = now
+            elif now - robot.last_seen > self.robot_timeout_s:
+                self._remove_robot(robot)
 
     # ------------------------------------------------------------------------------------------------ callbacks
     def _on_features(self, robot: Robot, msg: CompressedFeatures) -> None:
@@ -194,24 +301,47 @@ class LadonServerNode(LadonNode):
 
     # ------------------------------------------------------------------------------------------------ worker
     def _work(self) -> None:
-        """Serve queued frames, one per robot per turn, until :meth:`destroy_node`."""
+        """Serve batches (round-robin across robots) until :meth:`destroy_node`."""
         while (batch := self.scheduler.take()) is not None:
-            for robot, frame in batch:
-                self._serve_guarded(robot, frame)
+            try:
+                self._serve_batch(batch)
+            except Exception as exc:  # the worker must survive anything a batch can trigger
+                if not self.context.ok():  # ROS is shutting down under us (e.g. Ctrl-C): publishing fails
+                    return
+                with self._cond:
+                    for robot, _ in batch:
+                        robot.stats.count("errors", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"unexpected error serving a batch of {len(batch)}:\n"
+                                        f"{traceback.format_exc()}", throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _serve_guarded(self, robot: Robot, frame: ReceivedFeatures) -> None:
-        """Serve one frame; bad input and unexpected errors are counted and logged, never fatal."""
+    def _serve_batch(self, batch: list[tuple[Robot, ReceivedFeatures]]) -> None:
+        """Run the heads any frame of the batch needs (each frame decoded once), publish each robot's outputs."""
+        wanted = {robot: self._wanted_tasks(robot) for robot, _ in batch}
+        tasks = tuple(t for t in self.tasks if any(t in w for w, _ in wanted.values()))
         try:
-            self._serve(robot, frame)
-        except LadonError as exc:
-            self._reject(robot, exc)
-        except Exception as exc:  # the worker must survive anything a frame can trigger
-            if not self.context.ok():  # ROS is shutting down under us (e.g. Ctrl-C): publishing fails
-                return
+            results = self.backend.infer_each([f.packet for _, f in batch], tasks, self.top_k)
+        except BackendError as exc:
             with self._cond:
-                robot.stats.count("errors", f"{type(exc).__name__}: {exc}")
-            self.get_logger().error(f"{robot.name}: unexpected error serving a frame:\n{traceback.format_exc()}",
+                for robot, _ in batch:
+                    robot.stats.count("backend_failed", str(exc))
+            self.get_logger().error(f"{exc} ({len(batch)} frame(s) lost, counted as backend_failed)",
                                     throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        for (robot, frame), result in zip(batch, results):
+            if isinstance(result, LadonError):
+                self._reject(robot, result)
+                continue
+            try:
+                self._publish(robot, frame, result, *wanted[robot])
+            except LadonError as exc:
+                self._reject(robot, exc)
+            except Exception as exc:  # one frame's failure never takes its batch-mates' outputs with it
+                if not self.context.ok():
+                    return
+                with self._cond:
+                    robot.stats.count("errors", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"{robot.name}: unexpected error publishing a frame:\n"
+                                        f"{traceback.format_exc()}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _wanted_tasks(self, robot: Robot) -> tuple[tuple[str, ...], bool]:
         """Enabled tasks whose outputs have subscribers (all of them for a subscribed overlay), and the overlay."""
@@ -220,10 +350,11 @@ class LadonServerNode(LadonNode):
             return self.tasks, True
         return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0), False
 
-    def _serve(self, robot: Robot, frame: ReceivedFeatures) -> None:
-        """Infer one frame (decode once, wanted heads only) and publish its outputs in the robot's namespace."""
-        tasks, overlay = self._wanted_tasks(robot)
-        (result,) = self.model.server.infer([frame.packet], tasks=tasks, top_k=self.top_k)
+    def _publish(self, robot: Robot, frame: ReceivedFeatures, result: Result, tasks: tuple[str, ...],
+                 overlay: bool) -> None:
+        """Publish one frame's wanted outputs in the robot's namespace, stamped like the camera frame."""
+        for task in set(self.tasks) - set(tasks):
+            setattr(result, task, None)  # computed for a batch-mate, not wanted here
         result = detections_above(result, self.threshold)
         header = frame.header
         if result.classification is not None:
@@ -274,9 +405,10 @@ class LadonServerNode(LadonNode):
         self._diagnostics.publish(msg)
 
     def destroy_node(self) -> None:
-        """Stop and join the worker before the publishers go away."""
+        """Stop and join the worker before the publishers go away; release the backend."""
         self.scheduler.stop()
         self._worker.join()
+        self.backend.close()
         super().destroy_node()
 
 

@@ -247,13 +247,13 @@ def test_full_queue_drops_oldest(setup, monkeypatch):
     s = setup
     robot = s.robot("/r3")
     release = threading.Event()
-    infer = s.server.model.server.infer
+    infer = s.server.model.server.infer_each
 
     def slow_infer(*args, **kwargs):
         release.wait(10)
         return infer(*args, **kwargs)
 
-    monkeypatch.setattr(s.server.model.server, "infer", slow_infer)
+    monkeypatch.setattr(s.server.model.server, "infer_each", slow_infer)
     frames, dropped = robot.stats.counters["frames"], robot.stats.counters["dropped"]
     for sec in range(400, 405):
         s.publish("/r3/ladon/features", packet_to_msg(s.packet, header(sec)))
