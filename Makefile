@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ladon-installed
 
-.PHONY: setup demo demo-local test lint bench bench-split demo-models clean
+.PHONY: setup demo demo-local test lint bench bench-split bench-fleet demo-models clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,12 @@ bench: $(STAMP)
 # bench/results/split/{split_bench.json, split_bench.md, *.png}. ARGS passes options, e.g. ARGS="--frames 5".
 bench-split: $(STAMP)
 	$(VENV)/bin/ladon-bench-split $(ARGS)
+
+# The fleet server: N simulated robots over DDS into one server, batch-1 vs dynamic batching:
+# bench/results/fleet/{fleet_bench.json, fleet_bench.md, fleet_bench.png}. ARGS passes options, e.g.
+# ARGS="--model resnet50-random --device cuda --precision fp16 --robots 32 --rate 30" on a GPU machine.
+bench-fleet: $(STAMP)
+	$(VENV)/bin/ladon-bench-fleet $(ARGS)
 
 # Retrain the bundled demo models from scratch (~80 min on 2 CPU cores): data set, teacher, two betas, evaluation.
 demo-models: $(STAMP)

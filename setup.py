@@ -57,5 +57,6 @@ setup(
         "ladon_image_source = ladon_ros.image_source:main",
         "ladon-launch = ladon_ros.launcher:main",
         "ladon-bench-split = ladon_bench.runner:main",
+        "ladon-bench-fleet = ladon_bench.fleet:main",
     ]},
 )
