@@ -172,6 +172,7 @@ class LadonServerNode(LadonNode):
 
     def _make_backend(self, backend: str, max_batch: int, precision: str) -> Backend:
         """The local server, or a Ray Serve deployment of the same model file (``ray.*`` parameters)."""
+        self._fallback: LocalBackend | None = None
         if backend == "local":
             self.model.server.set_precision(precision)
             return LocalBackend(self.model.server, max_batch)
@@ -188,7 +189,9 @@ class LadonServerNode(LadonNode):
                                       min_value=0.1, max_value=3600.0),
             local_num_cpus=declare(self, "ray.local_num_cpus", 0, "CPUs of a local Ray (0 = all)", min_value=0,
                                    max_value=4096) or None)
-        fallback = declare(self, "ray.fallback_local", False, "Serve in this process if Ray fails (logged)")
+        fallback = declare(self, "ray.fallback_local", False, "Serve in this process if Ray fails at start or "
+                           "later (logged; the failed batch is served locally)")
+        self._fallback = LocalBackend(self.model.server, max_batch) if fallback else None
         model_file = self.get_parameter("model").value
         if not model_file:
             raise LadonError("backend 'ray' needs the 'model' parameter (replicas load the model file)")
@@ -199,7 +202,7 @@ class LadonServerNode(LadonNode):
             if not fallback:
                 raise
             self.get_logger().error(f"{exc}; ray.fallback_local is set: serving in this process")
-            return LocalBackend(self.model.server, max_batch)
+            return self._fallback
 
     # ------------------------------------------------------------------------------------------------ robots
     def _add_robot(self, ns: str, discovered: bool = False) -> Robot:
@@ -321,6 +324,11 @@ class LadonServerNode(LadonNode):
         try:
             results = self.backend.infer_each([f.packet for _, f in batch], tasks, self.top_k)
         except BackendError as exc:
+            if self._fallback is not None and self.backend is not self._fallback:
+                self.get_logger().error(f"{exc}; ray.fallback_local is set: serving in this process from now on")
+                self.backend.close()
+                self.backend = self._fallback
+                return self._serve_batch(batch)
             with self._cond:
                 for robot, _ in batch:
                     robot.stats.count("backend_failed", str(exc))

@@ -151,6 +151,8 @@ def test_ray_backend_serves_equal_outputs(ros_context, tiny_model_file, model_an
                               Parameter("backend", value="ray"), Parameter("ray.num_replicas", value=2),
                               Parameter("ray.num_cpus", value=0.5), Parameter("ray.local_num_cpus", value=2),
                               Parameter("ray.app_name", value="ladon_test"),
+                              Parameter("ray.request_timeout_s", value=10.0),
+                              Parameter("ray.fallback_local", value=True),
                               Parameter("tasks.detection", value=False), Parameter("tasks.segmentation", value=False)])
     try:
         got = h.inbox("/ray1/ladon/classification")
@@ -165,6 +167,12 @@ def test_ray_backend_serves_equal_outputs(ros_context, tiny_model_file, model_an
             expected = model.server.infer([packets[i]], "classification")[0].classification
             np.testing.assert_allclose([r.score for r in msg.results], expected.scores, rtol=1e-4, atol=1e-6)
         assert h.server.backend.identity["model_hash"] == model.model_hash.hex()
+        from ray import serve
+
+        serve.delete("ladon_test")  # the deployment goes away under the running node
+        pub.publish(packet_to_msg(packets[0], _header(0)))
+        h.spin_until(lambda: len(got) == 4, timeout=60)  # served locally after the failed request (configured)
+        assert type(h.server.backend).__name__ == "LocalBackend"
     finally:
         h.close()
 
