@@ -45,6 +45,10 @@ class PacketLimitError(PacketError):
     """A header field (latent dims, payload size, image size, string length) exceeds a safety cap."""
 
 
+class MessageTooLargeError(PacketLimitError):
+    """A transport message is larger than the configured cap; refused before it is deserialised."""
+
+
 class InconsistentPacketError(PacketError):
     """Header fields contradict each other or the serving model's geometry."""
 

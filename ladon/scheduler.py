@@ -7,6 +7,11 @@ cost per frame), so a stream that sends ten times more cannot take more than its
 than ``max_age_s`` are dropped as stale instead of being served late. With ``max_batch > 1`` the worker waits up
 to ``max_wait_s`` for a fuller batch once the first frame is there.
 
+Within a stream, frames may come from several *sources* (DDS publishers, by GID): each source has its own bounded
+queue and the stream's turns rotate over its sources, so a second publisher flooding a robot's topic only overflows
+its own queue and takes at most an equal share of that robot's turns. At most ``max_sources`` sources are tracked
+per stream; frames of further sources share one overflow queue (memory stays bounded whatever arrives).
+
 Thread-safe: producers (subscription callbacks) call :meth:`put`, one or more workers call :meth:`take`.
 """
 
@@ -43,10 +48,29 @@ class StreamCounters:
     """Older than ``max_age_s`` when their turn came."""
 
 
+OVERFLOW_SOURCE = "<overflow>"
+"""The source key shared by the frames of sources beyond a stream's ``max_sources``."""
+
+
 @dataclass
 class _Stream(Generic[T]):
-    queue: collections.deque[QueuedFrame[T]]
+    queues: dict[Hashable, collections.deque[QueuedFrame[T]]] = field(default_factory=dict)
+    """Per source, in the order the sources' turns rotate; a source whose queue empties is removed."""
     counters: StreamCounters = field(default_factory=StreamCounters)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def pop_next(self) -> QueuedFrame[T] | None:
+        """The oldest frame of the next source in turn (the source moves to the back of the rotation)."""
+        for source in list(self.queues):
+            queue = self.queues.pop(source)
+            if queue:
+                frame = queue.popleft()
+                if queue:
+                    self.queues[source] = queue  # re-inserted last: the next call serves another source first
+                return frame
+        return None
 
 
 class FrameScheduler(Generic[K, T]):
@@ -57,18 +81,19 @@ class FrameScheduler(Generic[K, T]):
     """
 
     def __init__(self, queue_size: int = 2, *, max_batch: int = 1, max_wait_s: float = 0.0,
-                 max_age_s: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 max_age_s: float | None = None, max_sources: int = 8, clock: Callable[[], float] = time.monotonic,
                  on_drop: Callable[[K, T, str], None] | None = None) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_batch < 1 or max_sources < 1:
+            raise ValueError(f"max_batch and max_sources must be >= 1, got {max_batch}, {max_sources}")
         if max_wait_s < 0 or (max_age_s is not None and max_age_s <= 0):
             raise ValueError(f"max_wait_s must be >= 0 and max_age_s > 0, got {max_wait_s}, {max_age_s}")
         self.queue_size = queue_size
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_age_s = max_age_s
+        self.max_sources = max_sources
         self.clock = clock
         self.on_drop = on_drop
         self._streams: dict[K, _Stream[T]] = {}
@@ -82,7 +107,7 @@ class FrameScheduler(Generic[K, T]):
         """Start serving ``key`` (no-op if it is already served)."""
         with self._cond:
             if key not in self._streams:
-                self._streams[key] = _Stream(collections.deque())
+                self._streams[key] = _Stream()
                 self._order.append(key)
 
     def remove_stream(self, key: K) -> list[T]:
@@ -96,7 +121,7 @@ class FrameScheduler(Generic[K, T]):
             if index < self._next:
                 self._next -= 1
             self._next = self._next % len(self._order) if self._order else 0
-            return [f.item for f in stream.queue]
+            return [f.item for queue in stream.queues.values() for f in queue]
 
     @property
     def streams(self) -> tuple[K, ...]:
@@ -113,24 +138,28 @@ class FrameScheduler(Generic[K, T]):
         """Frames waiting in ``key``'s queue (all queues when ``None``)."""
         with self._cond:
             if key is not None:
-                return len(self._streams[key].queue)
-            return sum(len(s.queue) for s in self._streams.values())
+                return len(self._streams[key])
+            return self._total()
 
     # ------------------------------------------------------------------------------------------------ producer
-    def put(self, key: K, item: T, born_s: float | None = None) -> None:
-        """Queue ``item`` for stream ``key`` (added if new); a full queue drops its oldest frame."""
+    def put(self, key: K, item: T, born_s: float | None = None, source: Hashable = None) -> None:
+        """Queue ``item`` for stream ``key`` (added if new) from ``source`` (e.g. a publisher GID); a full source
+        queue drops its own oldest frame."""
         dropped: T | None = None
         with self._cond:
             if self._stopped:
                 return
             if key not in self._streams:
-                self._streams[key] = _Stream(collections.deque())
+                self._streams[key] = _Stream()
                 self._order.append(key)
             stream = self._streams[key]
-            if len(stream.queue) >= self.queue_size:
-                dropped = stream.queue.popleft().item
+            if source not in stream.queues and len(stream.queues) >= self.max_sources:
+                source = OVERFLOW_SOURCE
+            queue = stream.queues.setdefault(source, collections.deque())
+            if len(queue) >= self.queue_size:
+                dropped = queue.popleft().item
                 stream.counters.dropped += 1
-            stream.queue.append(QueuedFrame(item, self.clock() if born_s is None else born_s))
+            queue.append(QueuedFrame(item, self.clock() if born_s is None else born_s))
             stream.counters.queued += 1
             self._cond.notify()
         if dropped is not None and self.on_drop is not None:
@@ -171,7 +200,7 @@ class FrameScheduler(Generic[K, T]):
 
     # ------------------------------------------------------------------------------------------------ internals
     def _total(self) -> int:
-        return sum(len(s.queue) for s in self._streams.values())
+        return sum(len(s) for s in self._streams.values())
 
     def _wait_for(self, predicate: Callable[[], bool], deadline: float | None) -> bool:
         """Wait (lock held) until ``predicate`` or stop or ``deadline``; True when the predicate holds."""
@@ -194,8 +223,7 @@ class FrameScheduler(Generic[K, T]):
                 key = self._order[self._next]
                 self._next = (self._next + 1) % len(self._order)
                 stream = self._streams[key]
-                while stream.queue:
-                    frame = stream.queue.popleft()
+                while (frame := stream.pop_next()) is not None:
                     if self.max_age_s is not None and now - frame.born_s > self.max_age_s:
                         stream.counters.stale += 1
                         stale.append((key, frame.item))

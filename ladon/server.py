@@ -18,6 +18,7 @@ from .errors import (
     InconsistentPacketError,
     LadonError,
     ModelMismatchError,
+    PacketLimitError,
     UnknownTaskError,
 )
 from .geometry import PreprocessConfig, compute_geometry
@@ -33,6 +34,9 @@ from .results import Result
 from .tasks import TASKS, normalize_tasks
 
 PRECISIONS = ("fp32", "fp16")
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 2160
+"""Largest original frame a server serves by default (DCI 4K): a packet's claimed size decides the size of the
+mask and overlay it produces, so it is capped before anything is decoded or allocated."""
 DEFAULT_MAX_BATCH = 32
 """Frames per batch in :meth:`LadonServer.infer` unless told otherwise."""
 
@@ -58,6 +62,8 @@ class LadonServer(nn.Module):
         self.accepted_model_hash: bytes = b""
         """Hash of the encoder this server was trained with; set by :class:`~ladon.model.LadonModel`."""
         self.random_weights = False
+        self.max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+        """Packets claiming a larger original frame are refused (:class:`~ladon.errors.PacketLimitError`)."""
         self.precision = "fp32"
         """``fp32`` or ``fp16`` (CUDA autocast); see :meth:`set_precision`."""
 
@@ -95,6 +101,12 @@ class LadonServer(nn.Module):
                 f"packet from encoder {packet.model_hash.hex()} ({packet.model_id!r}); this server serves "
                 f"{self.accepted_model_hash.hex()} ({self.model_id!r})"
             )
+        if packet.model_id != self.model_id:
+            raise ModelMismatchError(f"packet model id {packet.model_id!r}, this server serves {self.model_id!r}")
+        oh, ow = packet.geometry.original_size
+        if oh * ow > self.max_image_pixels:
+            raise PacketLimitError(f"packet claims a {oh}x{ow} frame ({oh * ow} pixels); this server serves at most "
+                                   f"{self.max_image_pixels} pixels per frame (max_image_pixels)")
         if np.float32(packet.beta) != np.float32(self.beta):
             raise BetaMismatchError(f"packet beta {packet.beta:g}, server model beta {self.beta:g}")
         expected_geometry = compute_geometry(packet.geometry.original_size, self.preprocess_config)

@@ -8,21 +8,30 @@ exists only while something subscribes to the features.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
-from rclpy.qos import qos_profile_system_default
+from rclpy.qos import ReliabilityPolicy, qos_profile_system_default
 from sensor_msgs.msg import CompressedImage, Image
 
 from ladon.errors import LadonError
 from ladon_ros import topics
-from ladon_ros.compat import HAS_MATCHED_EVENT, PublisherEventCallbacks, SubscriptionEventCallbacks
+from ladon_ros.compat import (
+    HAS_MATCHED_EVENT,
+    HAS_MESSAGE_LOST_EVENT,
+    PublisherEventCallbacks,
+    SubscriptionEventCallbacks,
+)
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
 from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
 from ladon_ros.params import declare, declare_model, declare_qos
 
+LARGE_FRAME_BYTES = 1_000_000
+"""Raw camera frames above this size get the transport advice (see ``_advise_on_large_frames``)."""
 DEFAULT_MAX_PAYLOAD_BYTES = 60_000
 """Below one 64 KB RTPS datagram: larger samples fragment, and lossy links drop whole fragmented samples."""
 
@@ -46,10 +55,15 @@ class LadonEncoderNode(LadonNode):
         self.input_qos = declare_qos(self, "input_qos", reliability="best_effort", depth=5, what="the image input")
         output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the features output")
         period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages", min_value=0.05)
+        window_s = declare(self, "diagnostics.window_s", 10.0, "Rejects and drops within this many seconds set the "
+                           "level (totals are reported too)", min_value=0.1, max_value=86400.0)
+        stale_s = declare(self, "diagnostics.stale_after_s", 5.0, "STALE when the features are subscribed but no "
+                          "camera frame arrived for this long", min_value=0.1, max_value=86400.0)
         if self.transport not in ("raw", "compressed"):
             raise LadonError(f"image_transport must be 'raw' or 'compressed', got {self.transport!r}")
 
-        self.stats = StreamStats()
+        self.stats = StreamStats(problem_window_s=window_s, stale_after_s=stale_s)
+        self._hardware_id = f"{socket.gethostname()}/{device}"
 
         events = {"incompatible_qos": self._on_incompatible_qos}
         if HAS_MATCHED_EVENT:  # lazy input by event, as image_proc does; Humble has no matched event: poll
@@ -59,6 +73,7 @@ class LadonEncoderNode(LadonNode):
                                                event_callbacks=PublisherEventCallbacks(**events))
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", qos_profile_system_default)
         self._last_encode = 0.0
+        self._checked_frame_size = False
         if not HAS_MATCHED_EVENT:
             self.create_timer(0.2, lambda: self._update_subscription(self.publisher.get_subscription_count() > 0))
         self.create_timer(period, self._publish_diagnostics)
@@ -74,9 +89,15 @@ class LadonEncoderNode(LadonNode):
         """Lazy input: subscribe to images only while someone subscribes to the features."""
         if wanted and self.subscription is None:
             msg_type = Image if self.transport == "raw" else CompressedImage
+            events = {"incompatible_qos": self._on_incompatible_qos}
+            if HAS_MESSAGE_LOST_EVENT:  # e.g. large best-effort camera frames lost in the middleware (counted)
+                events["message_lost"] = lambda event: self.stats.count(
+                    "camera_frames_lost", f"{event.total_count} camera frame(s) lost before the callback; large "
+                    "frames need reliable input_qos or the shared-memory profile (config/fastdds_shm.xml)")
+            self.stats.started = time.monotonic()  # input is expected from now on (STALE after stale_after_s)
             self.subscription = self.create_subscription(
                 msg_type, self._input_topic, self.on_image, self.input_qos,
-                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+                event_callbacks=SubscriptionEventCallbacks(**events))
         elif not wanted and self.subscription is not None:
             self.destroy_subscription(self.subscription)
             self.subscription = None
@@ -90,6 +111,9 @@ class LadonEncoderNode(LadonNode):
 
     def on_image(self, msg: Image | CompressedImage) -> None:
         """Encode one frame and publish its packet; bad frames are counted and logged, never fatal."""
+        if not self._checked_frame_size:
+            self._checked_frame_size = True
+            self._advise_on_large_frames(len(msg.data))
         now = time.monotonic()
         if self.max_rate_hz > 0 and now - self._last_encode < 1.0 / self.max_rate_hz:
             self.stats.count("skipped_rate")
@@ -113,11 +137,25 @@ class LadonEncoderNode(LadonNode):
         self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=packet.nbytes,
                          timings_ms={"encode": encode_ms})
 
+    def _advise_on_large_frames(self, nbytes: int) -> None:
+        """Large raw frames on a best-effort input are lost whole when any fragment is lost (UDP) or when they do not
+        fit the shared-memory segment; say how to avoid it, once, when the first frame shows the size."""
+        if nbytes < LARGE_FRAME_BYTES or self.transport != "raw":
+            return
+        best_effort = self.input_qos.reliability == ReliabilityPolicy.BEST_EFFORT
+        profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")
+        if best_effort and not profile:
+            self.get_logger().warning(
+                f"camera frames are {nbytes / 1e6:.1f} MB on a best_effort input without a Fast DDS profile: frames "
+                "will be lost in the middleware (counted as camera_frames_lost). Set "
+                "FASTDDS_DEFAULT_PROFILES_FILE to config/fastdds_shm.xml (same host) or input_qos.reliability: "
+                "reliable, or use image_transport: compressed")
+
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [self.stats.status(f"{self.get_fully_qualified_name()}: encoder",
-                                          self.encoder.model_id, expect_frames=False)]
+        array.status = [self.stats.status(f"{self.get_fully_qualified_name()}: encoder", self._hardware_id,
+                                          expect_frames=False, expect_input=self.subscription is not None)]
         self.diagnostics.publish(array)
 
 

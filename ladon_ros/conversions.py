@@ -11,11 +11,13 @@ allocated from a header field before it is checked against the data actually pre
 
 from __future__ import annotations
 
+import math
 import sys
 
 import cv2
 import numpy as np
 from ladon_msgs.msg import CompressedFeatures
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (
@@ -30,9 +32,10 @@ from vision_msgs.msg import (
 )
 
 from ladon import Packet, Result
+from ladon.bottleneck import latent_size
 from ladon.errors import ChecksumError, InvalidImageError, PacketError
 from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Geometry, to_rgb8
-from ladon.packet import MODEL_HASH_BYTES
+from ladon.packet import MODEL_HASH_BYTES, PAYLOAD_BYTES_PER_SYMBOL_CAP
 
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 _CHANNELS = {"rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1), "mono16": (1, 2)}
@@ -82,6 +85,28 @@ def msg_to_packet(msg: CompressedFeatures) -> Packet:
         raise ChecksumError(f"CRC32 mismatch: message carries {int(msg.crc32):#010x}, contents give "
                             f"{packet.crc32:#010x}")
     return packet
+
+
+def deserialize_features(raw: bytes) -> CompressedFeatures:
+    """A serialized ``CompressedFeatures`` (CDR, as a raw subscription receives it) as a message; the caller checks
+    its size first (the node: ``max_message_bytes``)."""
+    try:
+        return deserialize_message(raw, CompressedFeatures)
+    except Exception as exc:  # the type support raises several types on malformed CDR
+        raise PacketError(f"undecodable CompressedFeatures message ({len(raw)} bytes): {type(exc).__name__}") from None
+
+
+def worst_case_message_bytes(server) -> int:
+    """The largest ``CompressedFeatures`` message a packet of ``server``'s model can need: the packet parser's
+    payload cap (bytes per latent symbol) at the largest latent its preprocessing produces, plus the fields."""
+    pre = server.preprocess_config
+    side = math.ceil(pre.input_size / pre.pad_multiple) * pre.pad_multiple
+    h, w = latent_size((side, side))
+    return PAYLOAD_BYTES_PER_SYMBOL_CAP * int(server.entropy_bottleneck.channels) * h * w + MESSAGE_FIELDS_BYTES
+
+
+MESSAGE_FIELDS_BYTES = 4096
+"""Room for every field of ``CompressedFeatures`` but the payload (header, model id <= 64 B, sizes, CDR padding)."""
 
 
 # --------------------------------------------------------------------------------------------- images

@@ -29,21 +29,24 @@ from vision_msgs.msg import LabelInfo
 
 import ladon
 from ladon.backends import BACKENDS, Backend, BackendError, LocalBackend, RayServeBackend, RaySettings
-from ladon.errors import LadonError
+from ladon.errors import LadonError, MessageTooLargeError
 from ladon.results import Result, detections_above
 from ladon.scheduler import FrameScheduler
+from ladon.server import DEFAULT_MAX_IMAGE_PIXELS
 from ladon.tasks import TASKS
 from ladon.visualize import MAX_OVERLAY_SCALE, draw_overlay, palette
 from ladon_ros import topics
-from ladon_ros.compat import SubscriptionEventCallbacks
+from ladon_ros.compat import HAS_MESSAGE_INFO, HAS_MESSAGE_LOST_EVENT, SubscriptionEventCallbacks
 from ladon_ros.conversions import (
     array_to_image_msg,
     classification_msg,
+    deserialize_features,
     detections_msg,
     image_msg_to_rgb,
     label_info_msg,
     msg_to_packet,
     segmentation_msg,
+    worst_case_message_bytes,
 )
 from ladon_ros.diagnostics import StreamStats
 from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
@@ -128,10 +131,23 @@ class LadonServerNode(LadonNode):
         backend = declare(self, "backend", "local", "Where batches run: local (this process) or ray (a Ray Serve "
                           "deployment; see the ray.* parameters)")
         precision = declare(self, "precision", "fp32", "fp32, or fp16 (CUDA autocast + channels_last)")
+        self.model.server.max_image_pixels = declare(
+            self, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Packets claiming a larger original frame are "
+            "rejected before decoding (the mask and overlay sizes follow the claim)", min_value=1, max_value=2**28)
+        self.max_message_bytes = declare(
+            self, "max_message_bytes", 0, "Features messages larger than this are rejected before they are "
+            "deserialised (0 = the model's worst case at max_image_pixels)", min_value=0, max_value=2**31 - 1) \
+            or worst_case_message_bytes(self.model.server)
+        self.max_sources = declare(self, "max_publishers_per_robot", 4, "Publishers of one robot's features topic "
+                                   "that get their own queue and an equal share of the robot's turns (by GID); "
+                                   "more share one queue", min_value=1, max_value=1024)
         features_qos = declare_qos(self, "features_qos", reliability="reliable", depth=5, what="ladon/features")
         output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the outputs")
         image_qos = declare_qos(self, "image_qos", reliability="reliable", depth=5,
                                 what="<robot>/image (overlay.background: image)")
+        self.diag_window_s = declare(self, "diagnostics.window_s", 10.0, "Drops and rejects within this many "
+                                     "seconds set the level (totals are reported too)", min_value=0.1,
+                                     max_value=86400.0)
         period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages", min_value=0.01,
                          max_value=3600.0)
 
@@ -150,7 +166,7 @@ class LadonServerNode(LadonNode):
         self._cond = threading.Condition()  # guards the robot list, their statistics and camera caches
         self.scheduler: FrameScheduler[Robot, ReceivedFeatures] = FrameScheduler(
             self.queue_size, max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, max_age_s=max_age_s or None,
-            on_drop=self._on_drop)
+            max_sources=self.max_sources, on_drop=self._on_drop)
         self._qos = (features_qos, output_qos, image_qos)
         self.robots: list[Robot] = []
         names = list(dict.fromkeys(str(r) for r in robots or [""]))
@@ -212,7 +228,8 @@ class LadonServerNode(LadonNode):
                    for t in self.tasks}
         overlay = (self.create_publisher(Image, robot_topic(ns, topics.OVERLAY), output_qos)
                    if self.overlay_enabled and self.tasks else None)
-        robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay, discovered=discovered)
+        robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay, discovered=discovered,
+                      stats=StreamStats(problem_window_s=self.diag_window_s))
         robot.handles += [*outputs.values(), *([overlay] if overlay is not None else [])]
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
@@ -222,10 +239,14 @@ class LadonServerNode(LadonNode):
                     LabelInfo, robot_topic(ns, OUTPUT_TOPICS[task] + topics.LABEL_INFO_SUFFIX), LATCHED_QOS)
                 latched.publish(label_info_msg(names[task], header, threshold))
                 robot.handles.append(latched)
+        events = {"incompatible_qos": lambda event: self._on_incompatible_qos(robot, event)}
+        if HAS_MESSAGE_LOST_EVENT:
+            events["message_lost"] = lambda event: self._on_message_lost(robot, event)
+        callback = (lambda raw, info: self._on_features(robot, raw, info)) if HAS_MESSAGE_INFO else \
+            (lambda raw: self._on_features(robot, raw, None))
         subscription = self.create_subscription(
-            CompressedFeatures, robot_topic(ns, topics.FEATURES), lambda msg: self._on_features(robot, msg),
-            features_qos, event_callbacks=SubscriptionEventCallbacks(
-                incompatible_qos=lambda event: self._on_incompatible_qos(robot, event)))
+            CompressedFeatures, robot_topic(ns, topics.FEATURES), callback, features_qos, raw=True,
+            event_callbacks=SubscriptionEventCallbacks(**events))
         robot.features_topic = subscription.topic_name
         robot.handles.append(subscription)
         if overlay is not None and self.overlay_background == "image":
@@ -270,14 +291,29 @@ class LadonServerNode(LadonNode):
                 self._remove_robot(robot)
 
     # ------------------------------------------------------------------------------------------------ callbacks
-    def _on_features(self, robot: Robot, msg: CompressedFeatures) -> None:
-        """Validate (CRC, field sizes) and queue; never blocks on inference."""
+    def _on_features(self, robot: Robot, raw: bytes, info: dict | None) -> None:
+        """Check the size before deserialising, then the packet (CRC, fields, model, geometry caps) before it can
+        take a queue slot; queue it under its publisher. Never blocks on inference."""
         try:
+            if len(raw) > self.max_message_bytes:
+                raise MessageTooLargeError(f"features message of {len(raw)} bytes exceeds max_message_bytes "
+                                           f"{self.max_message_bytes}")
+            msg = deserialize_features(raw)
             packet = msg_to_packet(msg)
+            self.model.server.check_packet(packet)
         except LadonError as exc:
             self._reject(robot, exc)
             return
-        self.scheduler.put(robot, ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms)))
+        gid = info.get("publisher_gid") if info else None
+        source = bytes(gid["data"]) if isinstance(gid, dict) and "data" in gid else None
+        self.scheduler.put(robot, ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms)),
+                           source=source)
+
+    def _on_message_lost(self, robot: Robot, event) -> None:
+        """Samples the DDS layer lost before they reached this node (e.g. overwritten in a full history)."""
+        with self._cond:
+            for _ in range(max(1, int(getattr(event, "total_count_change", 1)))):
+                robot.stats.count("dds_lost")
 
     def _on_drop(self, robot: Robot, frame: ReceivedFeatures, reason: str) -> None:
         with self._cond:

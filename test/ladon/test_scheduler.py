@@ -144,3 +144,27 @@ def test_concurrent_producers_lose_nothing_uncounted() -> None:
         c = s.counters(k)
         assert c.queued == 2000 and c.served + c.dropped == 2000
     assert len(served) == sum(s.counters(k).served for k in "abc")
+
+
+def test_a_second_publisher_flooding_a_stream_gets_only_its_share_of_that_streams_turns() -> None:
+    s = FrameScheduler(queue_size=2)
+    served = {"genuine": 0, "forger": 0}
+    for _ in range(50):  # per service turn: the forger sends 100 frames, the genuine publisher one
+        s.put("robot", "genuine", source="gid-genuine")
+        for _ in range(100):
+            s.put("robot", "forger", source="gid-forger")
+        for _ in range(2):
+            (batch,) = [s.take(timeout=0)]
+            served[batch[0][1]] += 1
+    assert served["genuine"] == 50  # every genuine frame served: the flood only overflowed its own queue
+    c = s.counters("robot")
+    assert c.dropped >= 50 * 98 and c.served == 100
+
+
+def test_sources_beyond_the_limit_share_one_overflow_queue() -> None:
+    s = FrameScheduler(queue_size=1, max_sources=2)
+    for i in range(10):
+        s.put("robot", f"src{i}", source=i)
+    assert s.pending("robot") == 3  # two tracked sources + one shared overflow queue
+    assert s.counters("robot").dropped == 7
+    assert sorted(item for _, item in (s.take(timeout=0)[0] for _ in range(3))) == ["src0", "src1", "src9"]

@@ -219,7 +219,7 @@ def test_bad_images_are_counted_and_the_node_keeps_working(harness, files):
     status = _diagnostic(diagnostics, name)
     values = {v.key: v.value for v in status.values}
     assert status.level == DiagnosticStatus.WARN and "3 rejected_images" in status.message
-    assert status.hardware_id == MODEL_ID
+    assert status.hardware_id.endswith("/cpu")  # host/device, as the server reports it
     assert values["rejected_images"] == "3"
     assert float(values["bytes_per_frame_mean"]) == msg_to_packet(h.features[0]).nbytes
     assert float(values["encode_ms_mean"]) > 0

@@ -227,9 +227,41 @@ def test_counters_give_warn_with_last_error():
     stats.count("rejected")  # no message: the last error is kept
     status = stats.status("n", "h")
     assert status.level == DiagnosticStatus.WARN
-    assert status.message == "1 dropped, 2 rejected (last: ChecksumError: CRC32 mismatch)"
+    assert status.message == "1 dropped, 2 rejected in the last 10 s (last: ChecksumError: CRC32 mismatch)"
     values = _values(status)
     assert (values["dropped"], values["rejected"], values["frames"]) == ("1", "2", "1")
+    assert (values["dropped_last_10s"], values["rejected_last_10s"]) == ("1", "2")
+
+
+def test_health_returns_to_ok_when_the_problems_stop_and_totals_are_kept():
+    stats = StreamStats(problem_window_s=10.0)
+    for i in range(5):
+        stats.frame(now=100.0 + i)
+    for _ in range(1000):
+        stats.count("rejected", "forged", now=101.0)
+    assert stats.status("n", "h", now=105.0).level == DiagnosticStatus.WARN
+    status = stats.status("n", "h", now=112.0)
+    assert status.level == DiagnosticStatus.OK and status.message == "ok"
+    assert _values(status)["rejected"] == "1000" and "rejected_last_10s" not in _values(status)
+
+
+def test_no_input_for_a_while_is_stale_when_input_is_expected():
+    stats = StreamStats(stale_after_s=5.0)
+    start = stats.started
+    assert stats.status("n", "h", expect_input=True, now=start + 1).level == DiagnosticStatus.OK
+    status = stats.status("n", "h", expect_input=True, now=start + 6)
+    assert status.level == DiagnosticStatus.STALE and status.message.startswith("no frames for 6.0 s")
+    stats.frame(now=start + 6)
+    assert stats.status("n", "h", expect_input=True, now=start + 7).level == DiagnosticStatus.OK
+    assert stats.status("n", "h", expect_input=True, now=start + 20).level == DiagnosticStatus.STALE
+    assert stats.status("n", "h", now=start + 20).level == DiagnosticStatus.OK  # nobody expects input
+
+
+def test_problem_events_are_bounded():
+    stats = StreamStats()
+    for _ in range(50_000):
+        stats.count("rejected")
+    assert len(stats.events) == 10_000 and stats.counters["rejected"] == 50_000
 
 
 def test_only_failures_give_error_unless_frames_are_not_expected():
