@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ladon.assets import AUTHORS_MODEL_NAME, DEMO_MODEL_NAMES, bundled_shapes_dir, images_for_classes, model_path
+from ladon.bench import machine_description as bench_machine_description
 from ladon.errors import LadonError
 from ladon.image_io import list_images
 from ladon_bench.link import LinkSetupError, LinkSpec, LinkTestbed, parse_rate
@@ -232,17 +233,9 @@ def node_env(domain: int, robot: bool) -> dict[str, str]:
 
 
 def machine_description(tb: LinkTestbed) -> dict[str, Any]:
-    import torch
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "kernel": platform.release(),
-            "python": platform.python_version(), "torch": torch.__version__, "netem": tb.netem}
+    """:func:`ladon.bench.machine_description` plus what this benchmark needs: cores, kernel, netem."""
+    machine = bench_machine_description()
+    return {**machine, "cores": machine["usable_cores"], "kernel": platform.release(), "netem": tb.netem}
 
 
 def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], args: argparse.Namespace,
