@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -29,12 +34,45 @@ class LadonNode(Node):
         raise NotImplementedError
 
 
+def fastdds_tool() -> list[str] | None:
+    """The command that runs Fast DDS's ``fastdds`` tool: the wheels' script with this interpreter (its own
+    wrapper calls the system ``python3``, which may lack ``psutil``), else ``fastdds`` on PATH (a ROS install)."""
+    script = Path(sys.prefix) / "tools" / "fastdds" / "fastdds.py"
+    if script.is_file():
+        return [sys.executable, str(script)]
+    found = shutil.which("fastdds")
+    return [found] if found else None
+
+
+def clean_stale_shared_memory(logger) -> None:
+    """Remove Fast DDS shared-memory segments and port locks left by killed processes (``fastdds shm clean``
+    removes only those no live process holds). Skipped for other RMWs, off Linux, or with ``LADON_CLEAN_SHM=0``."""
+    rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if os.environ.get("LADON_CLEAN_SHM", "1") == "0" or not rmw.startswith("rmw_fastrtps") \
+            or not os.path.isdir("/dev/shm"):
+        return
+    tool = fastdds_tool()
+    if tool is None:
+        return
+    try:
+        proc = subprocess.run([*tool, "shm", "clean"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.warning(f"could not clean stale Fast DDS shared memory: {exc}")
+        return
+    cleaned = [line for line in proc.stdout.splitlines() if "cleaned" in line and not line.startswith("0 ")]
+    if proc.returncode != 0:
+        logger.warning(f"`fastdds shm clean` failed ({proc.returncode}): {proc.stderr.strip()[-200:]}")
+    elif cleaned:
+        logger.info("stale Fast DDS shared memory from killed processes: " + ", ".join(cleaned))
+
+
 def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | None = None) -> int:
     """Init rclpy, build the node, spin until Ctrl-C or shutdown, clean up.
 
     A :class:`ladon.errors.LadonError` while building the node (bad parameters, missing or mismatched model file)
     is logged as FATAL and returns ``EXIT_CONFIG_ERROR`` instead of a traceback.
     """
+    clean_stale_shared_memory(rclpy.logging.get_logger(logger_name))
     rclpy.init(args=args)
     node = None
     try:
