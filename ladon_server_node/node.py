@@ -23,7 +23,7 @@ from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import LabelInfo
 
@@ -46,6 +46,7 @@ from ladon_ros.conversions import (
     label_info_msg,
     msg_to_packet,
     segmentation_msg,
+    segmentation_png_msg,
     worst_case_message_bytes,
 )
 from ladon_ros.diagnostics import StreamStats
@@ -81,6 +82,8 @@ class Robot:
     name: str
     outputs: dict[str, Publisher]
     overlay: Publisher | None
+    mask_png: Publisher | None = None
+    """``<segmentation>/compressed``: the class-id mask as PNG (sensor_msgs/CompressedImage)."""
     handles: list = dataclasses.field(default_factory=list)
     """Every publisher and subscription of this robot (destroyed when a discovered robot leaves)."""
     features_topic: str = ""
@@ -228,9 +231,12 @@ class LadonServerNode(LadonNode):
                    for t in self.tasks}
         overlay = (self.create_publisher(Image, robot_topic(ns, topics.OVERLAY), output_qos)
                    if self.overlay_enabled and self.tasks else None)
+        mask_png = (self.create_publisher(CompressedImage, robot_topic(ns, topics.compressed(
+            OUTPUT_TOPICS["segmentation"])), output_qos) if "segmentation" in self.tasks else None)
         robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay, discovered=discovered,
                       stats=StreamStats(problem_window_s=self.diag_window_s))
-        robot.handles += [*outputs.values(), *([overlay] if overlay is not None else [])]
+        robot.mask_png = mask_png
+        robot.handles += [*outputs.values(), *(p for p in (overlay, mask_png) if p is not None)]
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
         for task, threshold in (("detection", self.threshold), ("segmentation", 0.0)):
@@ -392,7 +398,8 @@ class LadonServerNode(LadonNode):
         overlay = robot.overlay is not None and robot.overlay.get_subscription_count() > 0
         if overlay:
             return self.tasks, True
-        return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0), False
+        return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0
+                     or (t == "segmentation" and robot.mask_png.get_subscription_count() > 0)), False
 
     def _publish(self, robot: Robot, frame: ReceivedFeatures, result: Result, tasks: tuple[str, ...],
                  overlay: bool) -> None:
@@ -405,8 +412,11 @@ class LadonServerNode(LadonNode):
             robot.outputs["classification"].publish(classification_msg(result, header))
         if result.detection is not None:
             robot.outputs["detection"].publish(detections_msg(result, header))
-        if result.segmentation is not None:
-            robot.outputs["segmentation"].publish(segmentation_msg(result, header))
+        if result.segmentation is not None:  # raw mono8 and/or PNG, whichever is subscribed
+            if robot.outputs["segmentation"].get_subscription_count() > 0:
+                robot.outputs["segmentation"].publish(segmentation_msg(result, header))
+            if robot.mask_png.get_subscription_count() > 0:
+                robot.mask_png.publish(segmentation_png_msg(result, header))
         if overlay:
             image = draw_overlay(self._background(robot, result, header), result, score_threshold=self.threshold,
                                  scale=self.overlay_scale)
