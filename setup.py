@@ -7,7 +7,7 @@ The same file serves ``pip install -e .`` (the Makefile's venv) and colcon's ame
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE_NAME = "ladon_bringup"
 VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("ladon").joinpath("_version.py")
@@ -20,7 +20,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ladon", "ladon.*", "ladon_ros", "ladon_ros.*", "ladon_encoder_node",
-                                    "ladon_server_node", "ladon_bench", "ladon_bench.*"]),
+                                    "ladon_server_node", "ladon_bench", "ladon_bench.*", "ladon_robot"]),
+    # The robot runtime's rANS encoder: plain C99 + the CPython API (no pybind11/cffi/Cython needed to build).
+    ext_modules=[Extension("ladon_robot._rans", ["ladon_robot/_rans.c"])],
     package_data={"ladon": ["py.typed", "assets/images/*", "assets/shapes/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
