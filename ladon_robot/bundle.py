@@ -2,8 +2,9 @@
 
 Every file named in ``manifest.json`` is read once, its size and SHA-256 compared with the manifest before it is
 parsed (:class:`~ladon.errors.BundleIntegrityError` on any difference), and the model hash recorded inside the ONNX
-metadata (checked by :func:`open_session`) and ``entropy.npz`` must equal the manifest's (:class:`~ladon.errors.BundleMismatchError`), so a file
-copied in from another model's bundle is refused even with a rewritten manifest.
+metadata (checked by :func:`open_session`) and ``entropy.npz`` must equal the manifest's
+(:class:`~ladon.errors.BundleMismatchError`), so a file copied in from another model's bundle is refused even
+with a rewritten manifest.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _field(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], wh
     if key not in manifest:
         raise BundleError(f"{where}: manifest has no {key!r}")
     value = manifest[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, float, (int, float)):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
         raise BundleError(f"{where}: manifest field {key!r} has the wrong type ({type(value).__name__})")
     return value
 

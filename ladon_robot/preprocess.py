@@ -28,7 +28,7 @@ def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, n
 
 def resize_bilinear_chw(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a (C, H, W) float32 array to ``size`` (h, w), as ``F.interpolate`` does on the CPU."""
-    c, h, w = x.shape
+    _, h, w = x.shape
     oh, ow = size
     if (oh, ow) == (h, w):
         return x
