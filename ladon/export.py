@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,8 +153,12 @@ def _calibration_inputs(encoder: LadonEncoder, images: Sequence[np.ndarray],
 
 def _export_onnx(module: nn.Module, path: Path, example: torch.Tensor, dynamic: bool) -> None:
     dynamic_axes = {INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {2: "latent_height", 3: "latent_width"}}
-    torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                      opset_version=OPSET, dynamic_axes=dynamic_axes if dynamic else None, dynamo=False)
+    # The TorchScript exporter (dynamo=False) needs no onnxscript and writes one self-contained file; torch 2.9+
+    # calls it legacy and warns, but it exports this conv/abs/reciprocal graph exactly (tested against torch).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          opset_version=OPSET, dynamic_axes=dynamic_axes if dynamic else None, dynamo=False)
 
 
 def _set_metadata(path: Path, metadata: dict[str, str]) -> None:
