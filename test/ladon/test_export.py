@@ -10,13 +10,15 @@ import torch
 
 ort = pytest.importorskip("onnxruntime")
 
+from ladon.assets import bundled_shapes_dir, project_dir  # noqa: E402
 from ladon.cli import main  # noqa: E402
-from ladon.data import DEMO_MODEL, bundled_shapes_dir  # noqa: E402
 from ladon.errors import BundleError  # noqa: E402
 from ladon.export import exportable_analysis, sha256_file  # noqa: E402
+from ladon.image_io import read_image  # noqa: E402
 from ladon.model import load_encoder  # noqa: E402
 from ladon.preprocess import preprocess  # noqa: E402
-from ladon.visualize import read_image  # noqa: E402
+
+DEMO_MODEL = project_dir("models") / "demo.pt"
 
 
 @pytest.fixture(scope="module")

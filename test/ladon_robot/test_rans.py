@@ -132,12 +132,12 @@ def test_reference_matches_compressai_on_random_streams() -> None:
 
 def test_real_latents_of_the_demo_model_match_entropy_bottleneck_compress() -> None:
     torch = pytest.importorskip("torch")
-    from ladon.data import DEMO_MODEL, bundled_images_dir, bundled_shapes_dir
+    from ladon.assets import bundled_images_dir, bundled_shapes_dir, project_dir
+    from ladon.image_io import read_image
     from ladon.model import load_encoder
     from ladon.preprocess import preprocess
-    from ladon.visualize import read_image
 
-    encoder = load_encoder(DEMO_MODEL)
+    encoder = load_encoder(project_dir("models") / "demo.pt")
     eb = encoder.entropy_bottleneck
     tables = (eb._quantized_cdf.numpy(), eb._cdf_length.numpy(), eb._offset.numpy())
     medians = eb.quantiles[:, 0, 1].detach().reshape(-1, 1, 1)
