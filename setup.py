@@ -34,14 +34,20 @@ setup(
         # The bundled demo models, so that an installed package finds them (ladon.assets.models_dir).
         ("share/" + PACKAGE_NAME + "/models", sorted(str(p) for p in Path("models").glob("demo*.pt"))),
     ],
+    # The core install is what the torch-free modules (ladon.packet/geometry/errors) and the robot runtime need;
+    # torch, torchvision and compressai (encoder in torch, server, training, export) are the 'server' extra, so a
+    # robot installs `.[robot]` without torch. `make setup` installs every extra in one resolve.
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
-        "compressai==1.2.8",
         "numpy<2",
         "opencv-python-headless",
     ],
     extras_require={
+        # The torch side: LadonModel, the server node, training/evaluation, `ladon export-encoder`.
+        "server": ["torch>=2.1", "torchvision>=0.16", "compressai==1.2.8"],
+        # The robot runtime (ladon_robot): ONNX Runtime; the rANS coder is this package's C extension.
+        "robot": ["onnxruntime>=1.16"],
+        # `ladon export-encoder` (with 'server'): ONNX export and int8 quantisation.
+        "export": ["onnx>=1.15", "onnxruntime>=1.16"],
         # The authors' implementation, used only as a test oracle (parity tests).
         "reference": ["sc2bench==0.1.1"],
         # ResNeSt-269e backbone (C=32).
