@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "ladon_ros": {"ladon", "ladon_ros"},
     "ladon_encoder_node": {"ladon", "ladon_ros", "ladon_encoder_node", "ladon_robot"},  # runtime: onnxruntime
     "ladon_server_node": {"ladon", "ladon_ros", "ladon_server_node"},
-    "ladon_bench": {"ladon", "ladon_ros", "ladon_bench", *NODES},
+    "ladon_bench": {"ladon", "ladon_ros", "ladon_bench", "ladon_robot", *NODES},
     "ladon_robot": {"ladon", "ladon_robot"},
 }
 TORCH_FREE = ("ladon._version", "ladon.errors", "ladon.geometry", "ladon.packet", "ladon.tasks", "ladon.results")
