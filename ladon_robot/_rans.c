@@ -195,9 +195,11 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
             }
         }
     }
-    /* Pass 3: rANS runs backwards over the steps, writing 32-bit words from the end of the buffer. */
+    /* Pass 3: rANS runs backwards over the steps, writing 32-bit words from the end of the buffer. It touches only
+     * our own step and output arrays, so other Python threads (e.g. a ROS executor) may run meanwhile. */
     uint64_t x = RANS_L;
     uint32_t *ptr = out + total + 2;
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t s = k - 1; s >= 0; --s) {
         const step_t st = steps[s];
         if (st.freq != 0) {
@@ -219,6 +221,7 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
     ptr -= 2;
     ptr[0] = (uint32_t)x;
     ptr[1] = (uint32_t)(x >> 32);
+    Py_END_ALLOW_THREADS
     {
         /* compressai returns the words as they lie in (little-endian) memory; write them little-endian always. */
         const Py_ssize_t words = (out + total + 2) - ptr;
