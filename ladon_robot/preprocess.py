@@ -32,8 +32,12 @@ def resize_bilinear_chw(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     oh, ow = size
     if (oh, ow) == (h, w):
         return x
-    x0, x1, wx0, wx1 = _linear_taps(w, ow)
-    y0, y1, wy0, wy1 = _linear_taps(h, oh)
+    return _resize(x, _linear_taps(w, ow), _linear_taps(h, oh))
+
+
+def _resize(x: np.ndarray, taps_x: tuple[np.ndarray, ...], taps_y: tuple[np.ndarray, ...]) -> np.ndarray:
+    x0, x1, wx0, wx1 = taps_x
+    y0, y1, wy0, wy1 = taps_y
     rows = _fma(x[:, :, x0], wx0, x[:, :, x1] * wx1)  # (C, H, ow)
     return _fma(rows[:, y0, :], wy0[:, None], rows[:, y1, :] * wy1[:, None])
 
@@ -48,15 +52,31 @@ def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def preprocess_numpy(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Geometry]:
-    """HxWx3 uint8 RGB -> (1, 3, Hp, Wp) float32 network input and its geometry, without torch."""
+    """HxWx3 uint8 RGB -> (1, 3, Hp, Wp) float32 network input and its geometry, without torch.
+
+    Only the source rows and columns that the resize reads are normalised (each output value depends on its four
+    source pixels alone, so this changes no bit of the result and saves most of the work when downscaling).
+    """
     image = check_rgb8(image)
     geometry = compute_geometry((image.shape[0], image.shape[1]), config)
+    h, w = image.shape[:2]
+    oh, ow = geometry.resized_size
+    taps = None
+    if (oh, ow) != (h, w):
+        x0, x1, wx0, wx1 = _linear_taps(w, ow)
+        y0, y1, wy0, wy1 = _linear_taps(h, oh)
+        cols = np.unique(np.concatenate([x0, x1]))
+        rows = np.unique(np.concatenate([y0, y1]))
+        image = image[rows][:, cols]
+        taps = ((np.searchsorted(cols, x0), np.searchsorted(cols, x1), wx0, wx1),
+                (np.searchsorted(rows, y0), np.searchsorted(rows, y1), wy0, wy1))
     x = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32) / np.float32(255.0)
     mean = np.asarray(config.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(config.std, dtype=np.float32)[:, None, None]
     x = (x - mean) / std
-    x = resize_bilinear_chw(x, geometry.resized_size)
+    if taps is not None:
+        x = _resize(x, *taps)
     ph, pw = geometry.padded_size
     out = np.zeros((1, 3, ph, pw), dtype=np.float32)
-    out[0, :, : x.shape[1], : x.shape[2]] = x
+    out[0, :, :oh, :ow] = x
     return out, geometry
