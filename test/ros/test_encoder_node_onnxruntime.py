@@ -118,3 +118,58 @@ rclpy.try_shutdown(context=ctx)
     assert out.returncode == 0, out.stderr[-3000:]
     nbytes, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(nbytes) > 55 and loaded == "[]"
+
+
+def test_torch_free_encoder_process_over_dds(tiny, tmp_path) -> None:
+    """The encoder node in its own process (torch and compressai blocked) -> real DDS -> this process decodes."""
+    import signal
+
+    import rclpy
+    from rclpy.context import Context
+
+    model, bundle = tiny
+    domain = 156 + os.getpid() % 4  # this project's test domains are 150-159
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = ("import sys\nsys.modules['torch'] = None\nsys.modules['compressai'] = None\n"
+            "from ladon_encoder_node.node import main\nsys.exit(main(sys.argv[1:]))")
+    log = open(tmp_path / "encoder.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-r", "__ns:=/dds_robot",
+                             "-p", f"bundle:={bundle}", "-p", "input_qos.reliability:=reliable"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    client = Node("dds_robot_client", namespace="/dds_robot", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(client)
+    try:
+        received: list[CompressedFeatures] = []
+        client.create_subscription(CompressedFeatures, "ladon/features", received.append, RELIABLE)
+        pub = client.create_publisher(Image, "image", RELIABLE)
+        frames = [np.random.default_rng(s).integers(0, 256, (72, 96, 3), dtype=np.uint8) for s in range(3)]
+        deadline = time.monotonic() + 60
+        while pub.get_subscription_count() == 0:
+            assert proc.poll() is None, (tmp_path / "encoder.log").read_text()
+            assert time.monotonic() < deadline, "encoder process never subscribed"
+            executor.spin_once(timeout_sec=0.05)
+        for rgb in frames:
+            pub.publish(array_to_image_msg(rgb, "rgb8", Header(frame_id="cam")))
+        while len(received) < len(frames):
+            assert time.monotonic() < deadline, f"got {len(received)} of {len(frames)} packets"
+            executor.spin_once(timeout_sec=0.05)
+        local = RobotEncoder(bundle, "int8")
+        packets = [msg_to_packet(m) for m in received]
+        assert packets == [local.encode_packets([rgb])[0] for rgb in frames]
+        results = model.server.infer([p.to_bytes() for p in packets], tasks=("classification",))
+        assert all(r.classification is not None for r in results)
+    finally:
+        executor.shutdown()
+        client.destroy_node()
+        rclpy.try_shutdown(context=context)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
