@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ladon.errors import BundleError, EntropyCodingError, ImageSizeMismatchError
-from ladon.geometry import check_rgb8
+from ladon.geometry import Geometry, check_rgb8
 from ladon.packet import Packet
 
 from .bundle import PRECISIONS, Bundle, load_bundle, open_session
@@ -52,7 +52,7 @@ class RobotEncoder:
     def beta(self) -> float:
         return self.bundle.beta
 
-    def latent(self, image: np.ndarray) -> tuple[np.ndarray, object]:
+    def latent(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """Preprocess one HxWx3 uint8 RGB image and run the ONNX encoder: (1, C, h, w) float32 latent, geometry."""
         image = check_rgb8(image)
         fixed = self.bundle.fixed_image_size
