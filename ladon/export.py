@@ -10,7 +10,8 @@ A bundle directory holds
 * ``entropy.npz`` — the entropy bottleneck's ``quantized_cdf`` (C x L int32), ``cdf_length``, ``offset`` (int32)
   and ``medians`` (float32): all the rANS encoder needs;
 * ``manifest.json`` — model id, model hash, beta, codec version, preprocessing, latent channels, input size, ONNX
-  tensor names, calibration, and the SHA-256 and size of every file above (checked at load, so a truncated or
+  tensor names, calibration, the share of latent symbols each ONNX file gets equal to torch on the calibration
+  images, and the SHA-256 and size of every file above (checked at load, so a truncated or
   edited file is refused).
 
 The model hash and id are also written into each ONNX file's metadata and into ``entropy.npz``, so files mixed
@@ -199,6 +200,28 @@ def _quantize_int8(fp32_path: Path, int8_path: Path, inputs: Sequence[np.ndarray
                         calibrate_method=methods[method])
 
 
+def _symbol_agreement(encoder: LadonEncoder, stage: Path, inputs: Sequence[np.ndarray],
+                      medians: np.ndarray) -> dict[str, Any]:
+    """Fraction of latent symbols of each ONNX file equal to torch's on the calibration inputs (recorded in the
+    manifest as a sanity check of the export; the fp32 file is expected at ~100 %)."""
+    import onnxruntime as ort
+
+    m = torch.from_numpy(medians).reshape(1, -1, 1, 1)
+    sessions = {p: ort.InferenceSession(str(stage / name), providers=["CPUExecutionProvider"])
+                for p, name in ONNX_FILES.items()}
+    equal = dict.fromkeys(sessions, 0)
+    total = 0
+    for x in inputs:
+        with torch.no_grad():
+            reference = torch.round(encoder.analysis(torch.from_numpy(x)) - m)
+        total += reference.numel()
+        for precision, session in sessions.items():
+            (y,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
+            equal[precision] += int((torch.round(torch.from_numpy(y) - m) == reference).sum())
+    return {"images": len(inputs), "symbols": total,
+            **{f"{p}_symbols_equal_to_torch": round(equal[p] / max(total, 1), 6) for p in sessions}}
+
+
 def export_encoder(encoder: LadonEncoder, out_dir: str | os.PathLike[str], *,
                    calibration_images: Sequence[str | os.PathLike[str]] | None = None,
                    fixed_size: tuple[int, int] | None = None, calibration_method: str = "minmax",
@@ -263,6 +286,7 @@ def export_encoder(encoder: LadonEncoder, out_dir: str | os.PathLike[str], *,
             "calibration": {"images": [Path(p).name for p in paths], "method": calibration_method,
                             "format": "QDQ", "weights": "int8 per-channel", "activations": "uint8"},
             "files": files,
+            "check": _symbol_agreement(encoder, stage, inputs, tables["medians"]),
             "exported_by": {"ladon": __version__, "torch": torch.__version__},
         }
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -319,4 +343,7 @@ def run(args: argparse.Namespace) -> int:
     input_desc = "dynamic" if m["input"]["dynamic"] else "x".join(map(str, m["input"]["image_size"]))
     print(f"  input      {input_desc}; calibrated on {len(m['calibration']['images'])} images "
           f"({m['calibration']['method']})")
+    check = m["check"]
+    print(f"  symbols equal to torch on those images: fp32 {100 * check['fp32_symbols_equal_to_torch']:.3f} %, "
+          f"int8 {100 * check['int8_symbols_equal_to_torch']:.3f} %")
     return 0

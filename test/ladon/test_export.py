@@ -38,6 +38,8 @@ def test_manifest_describes_the_model_and_every_file(exported) -> None:
     assert m["preprocess"]["input_size"] == encoder.preprocess_config.input_size
     assert m["input"] == {"dynamic": True}
     assert len(m["calibration"]["images"]) == 4
+    assert m["check"]["images"] == 4 and m["check"]["fp32_symbols_equal_to_torch"] >= 0.999
+    assert m["check"]["int8_symbols_equal_to_torch"] >= 0.9
     assert set(m["files"]) == {"encoder_fp32.onnx", "encoder_int8.onnx", "entropy.npz"}
     for name, info in m["files"].items():
         assert info == {"sha256": sha256_file(exported / name), "bytes": (exported / name).stat().st_size}
