@@ -22,7 +22,8 @@ setup(
     packages=find_packages(include=["ladon", "ladon.*", "ladon_ros", "ladon_ros.*", "ladon_encoder_node",
                                     "ladon_server_node", "ladon_bench", "ladon_bench.*", "ladon_robot"]),
     # The robot runtime's rANS encoder: plain C99 + the CPython API (no pybind11/cffi/Cython needed to build).
-    ext_modules=[Extension("ladon_robot._rans", ["ladon_robot/_rans.c"])],
+    # optional: without a C compiler the rest installs (e.g. a server); ladon_robot.rans then says how to build it.
+    ext_modules=[Extension("ladon_robot._rans", ["ladon_robot/_rans.c"], optional=True)],
     package_data={"ladon": ["py.typed", "assets/images/*", "assets/shapes/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
