@@ -22,7 +22,7 @@ $(STAMP): requirements.txt setup.py $(MSG_SOURCES)
 	$(PY) -m pip install --quiet --upgrade pip
 	vision=$$( ( ! $(PY) -m pip show -q vision-msgs-fallback >/dev/null 2>&1 && $(PY) -c 'import vision_msgs.msg' \
 	           2>/dev/null ) || echo ./third_party/vision_msgs ); \
-	$(PY) -m pip install --quiet -r requirements.txt ./ladon_msgs $$vision -e '.[reference,train,dev]'
+	$(PY) -m pip install --quiet -r requirements.txt ./ladon_msgs $$vision -e '.[server,robot,export,reference,train,dev]'
 	@touch $(STAMP)
 
 # The split as separate processes over real DDS: image source -> encoder -> server -> recorder.

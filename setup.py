@@ -7,7 +7,7 @@ The same file serves ``pip install -e .`` (the Makefile's venv) and colcon's ame
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE_NAME = "ladon_bringup"
 VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("ladon").joinpath("_version.py")
@@ -20,7 +20,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ladon", "ladon.*", "ladon_ros", "ladon_ros.*", "ladon_encoder_node",
-                                    "ladon_server_node", "ladon_bench", "ladon_bench.*"]),
+                                    "ladon_server_node", "ladon_bench", "ladon_bench.*", "ladon_robot"]),
+    # The robot runtime's rANS encoder: plain C99 + the CPython API (no pybind11/cffi/Cython needed to build).
+    # optional: without a C compiler the rest installs (e.g. a server); ladon_robot.rans then says how to build it.
+    ext_modules=[Extension("ladon_robot._rans", ["ladon_robot/_rans.c"], optional=True)],
     package_data={"ladon": ["py.typed", "assets/images/*", "assets/shapes/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
@@ -32,14 +35,20 @@ setup(
         # The bundled demo models, so that an installed package finds them (ladon.assets.models_dir).
         ("share/" + PACKAGE_NAME + "/models", sorted(str(p) for p in Path("models").glob("demo*.pt"))),
     ],
+    # The core install is what the torch-free modules (ladon.packet/geometry/errors) and the robot runtime need;
+    # torch, torchvision and compressai (encoder in torch, server, training, export) are the 'server' extra, so a
+    # robot installs `.[robot]` without torch. `make setup` installs every extra in one resolve.
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
-        "compressai==1.2.8",
         "numpy<2",
         "opencv-python-headless",
     ],
     extras_require={
+        # The torch side: LadonModel, the server node, training/evaluation, `ladon export-encoder`.
+        "server": ["torch>=2.1", "torchvision>=0.16", "compressai==1.2.8"],
+        # The robot runtime (ladon_robot): ONNX Runtime; the rANS coder is this package's C extension.
+        "robot": ["onnxruntime>=1.16"],
+        # `ladon export-encoder` (with 'server'): ONNX export and int8 quantisation.
+        "export": ["onnx>=1.15", "onnxruntime>=1.16"],
         # The authors' implementation, used only as a test oracle (parity tests).
         "reference": ["sc2bench==0.1.1"],
         # ResNeSt-269e backbone (C=32).

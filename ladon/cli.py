@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("convert", "ladon.commands.convert", ""),
     ("bench", "ladon.bench", ""),
     ("synth", "ladon.datasets.synth", "train"),
+    ("export-encoder", "ladon.export", ""),
 )
 
 

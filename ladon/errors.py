@@ -101,3 +101,24 @@ class StateDictMismatchError(CheckpointError):
 # --- command line --------------------------------------------------------------------------------------------
 class UsageError(LadonError):
     """A command-line usage problem detected after argument parsing."""
+
+
+# --- robot bundles (ladon export-encoder / ladon_robot) --------------------------------------------------------
+class BundleError(CheckpointError):
+    """A robot bundle (exported encoder directory) is missing, malformed or unusable."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle file is truncated or was modified after export (its SHA-256 differs from the manifest)."""
+
+
+class BundleMismatchError(BundleError, ModelMismatchError):
+    """A bundle was exported from a different model than the one expected (model id, hash or beta)."""
+
+
+class ImageSizeMismatchError(InvalidImageError):
+    """An image's size differs from the fixed input size of the loaded robot bundle."""
+
+
+class EntropyCodingError(LadonError):
+    """Symbols or CDF tables cannot be entropy-coded (index out of range, bad table, value too far out)."""

@@ -1,7 +1,8 @@
 """``ladon_encoder``: the robot-side node. Image in, ``ladon_msgs/CompressedFeatures`` out.
 
-A thin adapter over :class:`ladon.LadonEncoder`: it loads only the robot part of a model file (never the server
-weights), converts ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) or ``CompressedImage`` to RGB,
+A thin adapter over :class:`ladon.LadonEncoder` (``runtime: torch``; it loads only the robot part of a model file,
+never the server weights) or :class:`ladon_robot.RobotEncoder` (``runtime: onnxruntime`` with a ``bundle``: no
+torch). It converts ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) or ``CompressedImage`` to RGB,
 encodes one packet per frame and publishes it with the camera frame's header. It is lazy: the image subscription
 exists only while something subscribes to the features.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
@@ -28,7 +30,7 @@ from ladon_ros.compat import (
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
 from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
-from ladon_ros.params import declare, declare_model, declare_qos
+from ladon_ros.params import check_model_identity, declare, declare_model, declare_qos
 
 LARGE_FRAME_BYTES = 1_000_000
 """Raw camera frames above this size get the transport advice (see ``_advise_on_large_frames``)."""
@@ -44,7 +46,7 @@ class LadonEncoderNode(LadonNode):
 
     def _setup(self) -> None:
         """Read the parameters, load the encoder and create the output (lazy input: see _update_subscription)."""
-        self.encoder, device = declare_model(self, "encoder", default_threads=1)
+        self.encoder, device = self._load_encoder()
         self.transport = declare(self, "image_transport", "raw", "raw (sensor_msgs/Image on 'image') or "
                                  "compressed (sensor_msgs/CompressedImage on 'image/compressed')")
         self.max_payload_bytes = declare(self, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES,
@@ -80,6 +82,37 @@ class LadonEncoderNode(LadonNode):
         self.get_logger().info(
             f"encoder {self.encoder.model_id} hash {self.encoder.model_hash.hex()} beta {self.encoder.beta:g} on "
             f"{device}; input '{self._input_topic}' ({self.transport}), output '{self.publisher.topic_name}'")
+
+    def _load_encoder(self) -> tuple[Any, str]:
+        """``runtime: torch`` (a model file, :class:`ladon.LadonEncoder`) or ``onnxruntime`` (a robot bundle from
+        ``ladon export-encoder``, :class:`ladon_robot.RobotEncoder`: no torch is imported). Default: onnxruntime
+        when ``bundle`` is set, else torch."""
+        runtime = declare(self, "runtime", "", "Encoder runtime: torch (parameter 'model') or onnxruntime "
+                          "(parameter 'bundle', no torch needed); '' = onnxruntime if 'bundle' is set, else torch")
+        bundle = declare(self, "bundle", "", "Robot bundle directory written by `ladon export-encoder` "
+                         "(runtime onnxruntime)")
+        runtime = runtime or ("onnxruntime" if bundle else "torch")
+        if runtime == "torch":
+            if bundle:
+                raise LadonError("parameter 'bundle' is set but runtime is 'torch'; use runtime 'onnxruntime'")
+            encoder, device = declare_model(self, "encoder", default_threads=1)
+            self._encode = encoder.encode
+            return encoder, device
+        if runtime != "onnxruntime":
+            raise LadonError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
+        if not bundle:
+            raise LadonError("runtime 'onnxruntime' needs parameter 'bundle' (a `ladon export-encoder` directory)")
+        from ladon_robot import RobotEncoder
+
+        precision = declare(self, "bundle_precision", "int8", "int8 or fp32: which ONNX encoder of the bundle")
+        threads = declare(self, "ort_threads", 1, "ONNX Runtime intra-op threads (0 = its default)", min_value=0,
+                          max_value=1024)
+        expected_beta = declare(self, "beta", 0.0, "Expected rate weight of the bundle (0 = accept the bundle's)")
+        expected_id = declare(self, "model_id", "", "Expected model id of the bundle ('' = accept the bundle's)")
+        encoder = RobotEncoder(bundle, precision, threads=threads or None)
+        check_model_identity(encoder.model_id, encoder.beta, expected_id, expected_beta)
+        self._encode = encoder.encode_packets
+        return encoder, f"cpu (onnxruntime {precision})"
 
     @property
     def _input_topic(self) -> str:
@@ -122,7 +155,7 @@ class LadonEncoderNode(LadonNode):
         try:
             t0 = time.perf_counter()
             rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
-            (packet,) = self.encoder.encode([rgb])
+            (packet,) = self._encode([rgb])
             encode_ms = (time.perf_counter() - t0) * 1e3
         except LadonError as exc:
             self.stats.count("rejected_images", str(exc))

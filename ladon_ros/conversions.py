@@ -32,7 +32,6 @@ from vision_msgs.msg import (
 )
 
 from ladon import Packet, Result
-from ladon.bottleneck import latent_size
 from ladon.errors import ChecksumError, InvalidImageError, PacketError
 from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Geometry, to_rgb8
 from ladon.packet import MODEL_HASH_BYTES, PAYLOAD_BYTES_PER_SYMBOL_CAP
@@ -99,6 +98,8 @@ def deserialize_features(raw: bytes) -> CompressedFeatures:
 def worst_case_message_bytes(server) -> int:
     """The largest ``CompressedFeatures`` message a packet of ``server``'s model can need: the packet parser's
     payload cap (bytes per latent symbol) at the largest latent its preprocessing produces, plus the fields."""
+    from ladon.bottleneck import latent_size  # torch: imported here so the torch-free encoder node never loads it
+
     pre = server.preprocess_config
     side = math.ceil(pre.input_size / pre.pad_multiple) * pre.pad_multiple
     h, w = latent_size((side, side))

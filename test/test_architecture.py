@@ -2,7 +2,8 @@
 
     ladon            imports nothing of ours and nothing of ROS   (ROS-free runtime, train/eval/datasets)
     ladon_ros        imports ladon                                (adapters: conversions, params, topics, node base)
-    nodes            import ladon_ros and ladon                   (ladon_encoder_node, ladon_server_node)
+    nodes            import ladon_ros and ladon                   (ladon_encoder_node, ladon_server_node;
+                                                                   the encoder node also ladon_robot)
     ladon_bench      imports any of the above                     (benchmarks; imported by nothing)
     ladon_robot      imports only torch-free ladon modules        (the robot runtime without torch; when present)
 
@@ -27,9 +28,9 @@ ROS_ROOTS = ("rclpy", "rosidl_runtime_py", "rosidl_parser", "builtin_interfaces"
 ALLOWED: dict[str, set[str]] = {
     "ladon": {"ladon"},
     "ladon_ros": {"ladon", "ladon_ros"},
-    "ladon_encoder_node": {"ladon", "ladon_ros", "ladon_encoder_node"},
+    "ladon_encoder_node": {"ladon", "ladon_ros", "ladon_encoder_node", "ladon_robot"},  # runtime: onnxruntime
     "ladon_server_node": {"ladon", "ladon_ros", "ladon_server_node"},
-    "ladon_bench": {"ladon", "ladon_ros", "ladon_bench", *NODES},
+    "ladon_bench": {"ladon", "ladon_ros", "ladon_bench", "ladon_robot", *NODES},
     "ladon_robot": {"ladon", "ladon_robot"},
 }
 TORCH_FREE = ("ladon._version", "ladon.errors", "ladon.geometry", "ladon.packet", "ladon.tasks", "ladon.results")
