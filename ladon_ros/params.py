@@ -1,17 +1,29 @@
-"""Declared parameters with descriptors, and QoS profiles built from parameters.
+"""Declared parameters with descriptors, run-time tunable parameters, and QoS profiles built from parameters.
 
-QoS is a parameter, not a constant (``<prefix>.reliability``: reliable | best_effort | system_default,
-``<prefix>.depth``, ``<prefix>.durability``: volatile | transient_local), as image_transport and yolo_ros users ask.
+- Every parameter has a descriptor (description, range). Bad values (wrong type, out of range, unknown choice)
+  raise :class:`ParameterError`, which the nodes report as one FATAL line, never a traceback.
+- Double parameters accept integer literals (``beta:=1`` from a launch file or the command line): they are
+  declared with ``dynamic_typing`` and converted, with the range checked here.
+- :func:`declare` with ``on_change`` makes a parameter settable at run time (``ros2 param set``): the new value is
+  validated (type, range, choices) and handed to ``on_change``; anything else stays read-only.
+- QoS: ``<prefix>.reliability`` (reliable | best_effort | system_default), ``<prefix>.depth``,
+  ``<prefix>.durability`` (volatile | transient_local) give an entity's default profile, and the standard
+  ``qos_overrides.<fully qualified topic>.<publisher|subscription>.<policy>`` parameters
+  (:data:`QOS_OVERRIDES`, rclpy's ``QoSOverridingOptions``) override it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from ladon.errors import LadonError
 
@@ -21,32 +33,121 @@ _DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": Durabil
                "system_default": DurabilityPolicy.SYSTEM_DEFAULT}
 
 
+class ParameterError(LadonError):
+    """A node parameter has the wrong type, is out of range or is not one of its choices."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What a run-time tunable parameter accepts, and what to call with a new value."""
+
+    default: Any
+    min_value: float | None
+    max_value: float | None
+    choices: tuple[str, ...]
+    on_change: Callable[[Any], None]
+
+
+def _kind(value: Any) -> str:
+    return {bool: "bool", int: "integer", float: "double", str: "string"}.get(type(value), type(value).__name__)
+
+
+def check_value(name: str, value: Any, default: Any, *, min_value: float | None = None,
+                max_value: float | None = None, choices: Sequence[str] = ()) -> Any:
+    """``value`` checked against the type of ``default`` (an integer is accepted for a double and converted),
+    the range and the choices; raises :class:`ParameterError` naming the parameter."""
+    if not isinstance(default, (bool, int, float, str)):  # arrays: rclpy has checked the type
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+        raise ParameterError(f"parameter '{name}' must be a {_kind(default)}, got {_kind(value)} {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (min_value is not None and value < min_value) or (max_value is not None and value > max_value):
+            low = "-inf" if min_value is None else f"{min_value:g}"
+            high = "inf" if max_value is None else f"{max_value:g}"
+            raise ParameterError(f"parameter '{name}' = {value!r} is out of range [{low}, {high}]")
+    if choices and value not in choices:
+        raise ParameterError(f"parameter '{name}' must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
 def declare(node: Node, name: str, default: Any, description: str, *, read_only: bool = True,
-            min_value: float | None = None, max_value: float | None = None) -> Any:
-    """Declare a parameter with a descriptor (and a range for numbers) and return its value."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+            min_value: float | None = None, max_value: float | None = None, choices: Sequence[str] = (),
+            on_change: Callable[[Any], None] | None = None) -> Any:
+    """Declare a parameter with a descriptor (a range for numbers, ``choices`` for strings) and return its
+    checked value. With ``on_change`` the parameter can be set at run time: new values are checked the same way
+    and passed to ``on_change`` (which may raise :class:`ParameterError` to refuse them).
+
+    Raises :class:`ParameterError` for a value of the wrong type, out of range or not among ``choices``.
+    """
+    if choices:
+        description = f"{description} ({' | '.join(choices)})"
+    descriptor = ParameterDescriptor(description=description, read_only=read_only and on_change is None)
     if isinstance(default, bool):
         pass
     elif isinstance(default, int) and (min_value is not None or max_value is not None):
         descriptor.integer_range = [IntegerRange(from_value=int(min_value if min_value is not None else -2**31),
                                                  to_value=int(max_value if max_value is not None else 2**31 - 1),
                                                  step=1)]
-    elif isinstance(default, float) and (min_value is not None or max_value is not None):
-        descriptor.floating_point_range = [FloatingPointRange(
-            from_value=float(min_value if min_value is not None else -1e300),
-            to_value=float(max_value if max_value is not None else 1e300), step=0.0)]
-    return node.declare_parameter(name, default, descriptor).value
+    elif isinstance(default, float):
+        # Dynamic typing lets `beta:=1` (an integer literal) through; check_value converts it and checks the range.
+        descriptor.dynamic_typing = True
+        if min_value is not None or max_value is not None:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(min_value if min_value is not None else -1e300),
+                to_value=float(max_value if max_value is not None else 1e300), step=0.0)]
+    try:
+        value = node.declare_parameter(name, default, descriptor).value
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        raise ParameterError(f"parameter '{name}': {exc}") from None
+    value = check_value(name, value, default, min_value=min_value, max_value=max_value, choices=choices)
+    if on_change is not None:
+        _tunables(node)[name] = _Spec(default, min_value, max_value, tuple(choices), on_change)
+    return value
+
+
+def _tunables(node: Node) -> dict[str, _Spec]:
+    """The node's run-time tunable parameters; the set-parameters callback is added with the first one."""
+    table = getattr(node, "_ladon_tunables", None)
+    if table is None:
+        table = {}
+        node._ladon_tunables = table
+        node.add_on_set_parameters_callback(lambda params: _on_set_parameters(table, params))
+    return table
+
+
+def _on_set_parameters(table: dict[str, _Spec], params: list) -> SetParametersResult:
+    """Check every tunable parameter of a set request first, then apply them all (all or nothing)."""
+    checked = []
+    try:
+        for param in params:
+            spec = table.get(param.name)
+            if spec is not None:
+                checked.append((spec, check_value(param.name, param.value, spec.default, min_value=spec.min_value,
+                                                  max_value=spec.max_value, choices=spec.choices)))
+        for spec, value in checked:
+            spec.on_change(value)
+    except ParameterError as exc:
+        return SetParametersResult(successful=False, reason=str(exc))
+    return SetParametersResult(successful=True)
+
+
+QOS_OVERRIDES = QoSOverridingOptions.with_default_policies
+"""``qos_overriding_options=QOS_OVERRIDES()`` on a publisher or subscription declares the standard
+``qos_overrides.<topic>.<publisher|subscription>.{history,depth,reliability,durability}`` parameters (read-only,
+defaulting to the profile passed) and applies them, as image_pipeline's nodes do."""
 
 
 def declare_qos(node: Node, prefix: str, *, reliability: str, depth: int, durability: str = "volatile",
                 what: str = "") -> QoSProfile:
     """Declare ``<prefix>.reliability|depth|durability`` and build the keep-last QoS profile they describe."""
-    rel = declare(node, f"{prefix}.reliability", reliability,
-                  f"QoS reliability of {what or prefix}: reliable | best_effort | system_default")
+    rel = declare(node, f"{prefix}.reliability", reliability, f"QoS reliability of {what or prefix}",
+                  choices=tuple(_RELIABILITY))
     dep = declare(node, f"{prefix}.depth", depth, f"QoS keep-last depth of {what or prefix}", min_value=1,
                   max_value=1000)
-    dur = declare(node, f"{prefix}.durability", durability,
-                  f"QoS durability of {what or prefix}: volatile | transient_local | system_default")
+    dur = declare(node, f"{prefix}.durability", durability, f"QoS durability of {what or prefix}",
+                  choices=tuple(_DURABILITY))
     return qos_profile(rel, dep, dur)
 
 
@@ -70,10 +171,43 @@ def check_model_identity(model_id: str, beta: float, expected_id: str, expected_
         raise LadonError(f"model file has beta {beta:g}, parameter beta expects {expected_beta:g}")
 
 
-def declare_model(node: Node, part: str, *, default_threads: int) -> tuple[Any, str]:
-    """Declare the model parameters every Ladon node shares (``model``, ``random_weights``, ``beta``, ``model_id``,
-    ``device``, ``torch_threads``) and load the ``part`` they name: ``"encoder"`` (robot weights only, a
-    :class:`ladon.LadonEncoder`) or ``"full"`` (a :class:`ladon.LadonModel`). Returns it and the device.
+@dataclass(frozen=True)
+class ModelParameters:
+    """The model parameters every Ladon node shares (see :func:`declare_model_parameters`)."""
+
+    part: str
+    model: str
+    random_weights: bool
+    beta: float
+    model_id: str
+    device: str
+    torch_threads: int
+
+
+def declare_model_parameters(node: Node, part: str, *, default_threads: int) -> ModelParameters:
+    """Declare ``model``, ``random_weights``, ``beta``, ``model_id``, ``device`` and ``torch_threads`` for the
+    ``part`` a node loads: ``"encoder"`` (robot weights only) or ``"full"``. Nothing is loaded yet."""
+    if part not in ("encoder", "full"):
+        raise ValueError(f"part must be 'encoder' or 'full', got {part!r}")
+    what = "full or encoder-only; only encoder weights load" if part == "encoder" else \
+        "ladon.LadonModel.save / `ladon convert`"
+    return ModelParameters(
+        part=part,
+        model=declare(node, "model", "", f"Ladon model file ({what})"),
+        random_weights=declare(node, "random_weights", False,
+                               "Use a randomly initialised model (seed 0) when no model file is given: outputs are "
+                               "meaningless (testing only)"),
+        beta=declare(node, "beta", 0.0, "Expected rate weight of the model file (0 = accept the file's)",
+                     min_value=0.0),
+        model_id=declare(node, "model_id", "", "Expected model id of the model file ('' = accept the file's)"),
+        device=declare(node, "device", "cpu", f"torch device for the {part} model, e.g. cpu or cuda:0"),
+        torch_threads=declare(node, "torch_threads", default_threads, "torch intra-op threads (0 = torch default)",
+                              min_value=0, max_value=1024))
+
+
+def load_model_part(node: Node, params: ModelParameters) -> Any:
+    """Load what ``params`` name: a :class:`ladon.LadonEncoder` (``part="encoder"``) or a
+    :class:`ladon.LadonModel` (``"full"``), on ``params.device``.
 
     Raises :class:`ladon.errors.LadonError` when no model is given without ``random_weights``, or when the file does
     not hold the expected model id / beta.
@@ -82,31 +216,25 @@ def declare_model(node: Node, part: str, *, default_threads: int) -> tuple[Any, 
 
     import ladon
 
-    if part not in ("encoder", "full"):
-        raise ValueError(f"part must be 'encoder' or 'full', got {part!r}")
-    what = "full or encoder-only; only encoder weights load" if part == "encoder" else \
-        "ladon.LadonModel.save / `ladon convert`"
-    model_path = declare(node, "model", "", f"Ladon model file ({what})")
-    random_weights = declare(node, "random_weights", False,
-                             "Use a randomly initialised model (seed 0) when no model file is given: outputs are "
-                             "meaningless (testing only)")
-    expected_beta = declare(node, "beta", 0.0, "Expected rate weight of the model file (0 = accept the file's)")
-    expected_id = declare(node, "model_id", "", "Expected model id of the model file ('' = accept the file's)")
-    device = declare(node, "device", "cpu", f"torch device for the {part} model, e.g. cpu or cuda:0")
-    threads = declare(node, "torch_threads", default_threads, "torch intra-op threads (0 = torch default)",
-                      min_value=0, max_value=1024)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    if model_path:
-        model = ladon.load_encoder(model_path, device=device) if part == "encoder" else \
-            ladon.load_model(model_path, device=device)
-    elif random_weights:
+    if params.torch_threads > 0:
+        torch.set_num_threads(params.torch_threads)
+    if params.model:
+        model = ladon.load_encoder(params.model, device=params.device) if params.part == "encoder" else \
+            ladon.load_model(params.model, device=params.device)
+    elif params.random_weights:
         node.get_logger().warning("random_weights: true -- using a RANDOMLY INITIALISED model (seed 0); every "
                                   "output is meaningless. Set 'model' to a trained Ladon model file for real results.")
-        full = ladon.build_model(seed=0).to(device).eval()
-        model = full.encoder if part == "encoder" else full
+        full = ladon.build_model(seed=0).to(params.device).eval()
+        model = full.encoder if params.part == "encoder" else full
     else:
         raise LadonError("parameter 'model' is required (a Ladon model file), unless random_weights is true")
-    check_model_identity(model.model_id if part == "encoder" else model.server.model_id,
-                         model.beta if part == "encoder" else model.server.beta, expected_id, expected_beta)
-    return model, device
+    identity = model if params.part == "encoder" else model.server
+    check_model_identity(identity.model_id, identity.beta, params.model_id, params.beta)
+    return model
+
+
+def declare_model(node: Node, part: str, *, default_threads: int) -> tuple[Any, str]:
+    """Declare the shared model parameters (:func:`declare_model_parameters`) and load the ``part`` they name
+    (:func:`load_model_part`). Returns it and the device."""
+    params = declare_model_parameters(node, part, default_threads=default_threads)
+    return load_model_part(node, params), params.device

@@ -40,6 +40,18 @@ def compressed(topic: str) -> str:
     return f"{topic}/compressed"
 
 
+TRANSPORTS = ("raw", "compressed")
+"""The image transports the encoder and the server's overlay input understand."""
+
+
+def transport_topic(node, base: str, transport: str) -> str:
+    """The topic of ``base`` in ``transport``, as image_transport names it: the base name is resolved first
+    (namespace and remaps, e.g. ``image`` -> ``/camera/image_raw``) and ``/<transport>`` appended, so
+    ``-r image:=/camera/image_raw`` with ``compressed`` gives ``/camera/image_raw/compressed``."""
+    resolved = node.resolve_topic_name(base)
+    return resolved if transport == "raw" else f"{resolved}/{transport}"
+
+
 def robot_topic(ns: str, name: str) -> str:
     """``name`` inside robot namespace ``ns``: relative when ``ns`` is empty, absolute when ``ns`` starts with /."""
     return f"{ns.rstrip('/')}/{name}" if ns else name

@@ -6,14 +6,13 @@ import time
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 
 from ladon.errors import LadonError
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.params import check_model_identity, declare, declare_qos, qos_profile
+from ladon_ros.params import ParameterError, check_model_identity, declare, declare_qos, qos_profile
 
 
 # --------------------------------------------------------------------------------------------- QoS
@@ -85,7 +84,7 @@ def test_declare_accepts_in_range_overrides(ros_context):
 def test_declare_rejects_out_of_range_overrides(ros_context, name, default, override, bounds):
     node = _node(ros_context, "declare_out_of_range", **{name: override})
     try:
-        with pytest.raises(InvalidParameterValueException, match="out of range"):
+        with pytest.raises(ParameterError, match="out of range"):
             declare(node, name, default, "d", min_value=bounds[0], max_value=bounds[1])
     finally:
         node.destroy_node()
@@ -94,7 +93,7 @@ def test_declare_rejects_out_of_range_overrides(ros_context, name, default, over
 def test_declare_rejects_overrides_of_the_wrong_type(ros_context):
     node = _node(ros_context, "declare_wrong_type", rate="fast")
     try:
-        with pytest.raises(InvalidParameterTypeException):
+        with pytest.raises(ParameterError, match="rate"):
             declare(node, "rate", 2.0, "d", min_value=0.01)
     finally:
         node.destroy_node()
@@ -128,8 +127,8 @@ def test_declare_qos_builds_profile_from_parameters(ros_context):
 @pytest.mark.parametrize(("overrides", "error"), [
     ({"q__reliability": "sometimes"}, LadonError),
     ({"q__durability": "forever"}, LadonError),
-    ({"q__depth": 0}, InvalidParameterValueException),  # below the declared range
-    ({"q__depth": 1001}, InvalidParameterValueException),
+    ({"q__depth": 0}, ParameterError),  # below the declared range
+    ({"q__depth": 1001}, ParameterError),
 ])
 def test_declare_qos_rejects_bad_parameters(ros_context, overrides, error):
     node = _node(ros_context, "declare_qos_bad", **overrides)
