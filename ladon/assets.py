@@ -64,3 +64,13 @@ def default_model_path() -> Path | None:
 def images_for_classes(classification_classes: Sequence[str]) -> Path:
     """The bundled images that suit a model: the shapes scenes for a ladon-shapes model, else the photos."""
     return bundled_shapes_dir() if tuple(classification_classes) == SHAPES_CLASSES else bundled_images_dir()
+
+
+def images_for_model(model: str | os.PathLike[str] | None) -> Path:
+    """The bundled images that suit a model file (:func:`images_for_classes` of its classification classes); the
+    photos when no model is given. Reads only the file's configuration."""
+    if not model:
+        return bundled_images_dir()
+    from ladon.model import read_config
+
+    return images_for_classes(read_config(model).classification_classes)

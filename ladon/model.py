@@ -233,6 +233,11 @@ def _check_hash(model_hash: bytes, obj: dict[str, Any], path: Any) -> None:
                               f"({model_hash.hex()}); the file is corrupt")
 
 
+def read_config(path: str | os.PathLike[str]) -> LadonConfig:
+    """The configuration (classes, preprocessing, model id, beta) of a model file, without building the model."""
+    return LadonConfig.from_dict(_read_project_file(path, mmap=True)["config"])
+
+
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LadonModel:
     """Load a full model written by :meth:`LadonModel.save` (``weights_only=True``: no code is unpickled)."""
     obj = _read_project_file(path)

@@ -2,9 +2,14 @@
 
 A thin adapter over :class:`ladon.LadonEncoder` (``runtime: torch``; it loads only the robot part of a model file,
 never the server weights) or :class:`ladon_robot.RobotEncoder` (``runtime: onnxruntime`` with a ``bundle``: no
-torch). It converts ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) or ``CompressedImage`` to RGB,
-encodes one packet per frame and publishes it with the camera frame's header. It is lazy: the image subscription
-exists only while something subscribes to the features.
+torch). It converts ``sensor_msgs/Image`` (every encoding :data:`ladon_ros.conversions.IMAGE_ENCODINGS` lists) or
+``CompressedImage`` to RGB, encodes one packet per frame and publishes it with the camera frame's header.
+
+It is a lifecycle node (configure loads the encoder, activate subscribes, deactivate unsubscribes and frees
+accelerator memory, cleanup unloads; ``autostart`` does both at start-up) and lazy: while active, the image
+subscription exists only while something subscribes to the features. The compressed input follows the remapped
+image topic as image_transport does (``image`` -> ``/camera/image_raw`` gives ``/camera/image_raw/compressed``).
+``max_rate_hz`` and ``max_payload_bytes`` can be changed at run time.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
@@ -29,97 +33,154 @@ from ladon_ros.compat import (
 )
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
-from ladon_ros.params import check_model_identity, declare, declare_model, declare_qos
+from ladon_ros.node_main import (
+    LadonLifecycleNode,
+    describe_incompatible_qos,
+    free_accelerator_memory,
+    move_to_device,
+    run_node,
+    stamp_age_s,
+)
+from ladon_ros.params import (
+    QOS_OVERRIDES,
+    check_model_identity,
+    declare,
+    declare_model_parameters,
+    declare_qos,
+    load_model_part,
+)
 
-LARGE_FRAME_BYTES = 1_000_000
-"""Raw camera frames above this size get the transport advice (see ``_advise_on_large_frames``)."""
 DEFAULT_MAX_PAYLOAD_BYTES = 60_000
 """Below one 64 KB RTPS datagram: larger samples fragment, and lossy links drop whole fragmented samples."""
+POLL_PERIOD_S = 0.2
+"""How often the subscriber count is polled where rclpy has no matched event (Humble)."""
+LARGE_FRAME_BYTES = 1_000_000
+"""Raw camera frames above this size get the transport advice (see ``_advise_on_large_frames``)."""
 
 
-class LadonEncoderNode(LadonNode):
-    """Subscribes ``image`` (or ``image/compressed``), publishes ``ladon/features``."""
+class LadonEncoderNode(LadonLifecycleNode):
+    """Subscribes ``image`` (or ``<resolved image>/compressed``), publishes ``ladon/features``."""
 
     def __init__(self, **kwargs) -> None:
+        self.encoder = None
+        self._encode = None
+        self.subscription = None
+        self.publisher = None
+        self.diagnostics = None
+        self._timers: list = []
+        self._poll_timer = None
         super().__init__("ladon_encoder", **kwargs)
 
-    def _setup(self) -> None:
-        """Read the parameters, load the encoder and create the output (lazy input: see _update_subscription)."""
-        self.encoder, device = self._load_encoder()
-        self.transport = declare(self, "image_transport", "raw", "raw (sensor_msgs/Image on 'image') or "
-                                 "compressed (sensor_msgs/CompressedImage on 'image/compressed')")
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def _declare(self) -> None:
+        """Declare every parameter (nothing is loaded before configure)."""
+        runtime = declare(self, "runtime", "", "Encoder runtime: torch (parameter 'model') or onnxruntime "
+                          "(parameter 'bundle', no torch needed); '' = onnxruntime if 'bundle' is set, else torch")
+        self.bundle = declare(self, "bundle", "", "Robot bundle directory written by `ladon export-encoder` "
+                              "(runtime onnxruntime)")
+        self.runtime = runtime or ("onnxruntime" if self.bundle else "torch")
+        if self.runtime == "torch" and self.bundle:
+            raise LadonError("parameter 'bundle' is set but runtime is 'torch'; use runtime 'onnxruntime'")
+        if self.runtime not in ("torch", "onnxruntime"):
+            raise LadonError(f"runtime must be 'torch' or 'onnxruntime', got {self.runtime!r}")
+        if self.runtime == "onnxruntime" and not self.bundle:
+            raise LadonError("runtime 'onnxruntime' needs parameter 'bundle' (a `ladon export-encoder` directory)")
+        self.model_params = declare_model_parameters(self, "encoder", default_threads=1)
+        if self.runtime == "onnxruntime":
+            self.bundle_precision = declare(self, "bundle_precision", "int8",
+                                            "int8 or fp32: which ONNX encoder of the bundle")
+            self.ort_threads = declare(self, "ort_threads", 1, "ONNX Runtime intra-op threads (0 = its default)",
+                                       min_value=0, max_value=1024)
+        self.transport = declare(self, "image_transport", "raw", "Input transport: raw (sensor_msgs/Image on "
+                                 "'image') or compressed (CompressedImage on '<resolved image topic>/compressed')",
+                                 choices=topics.TRANSPORTS)
         self.max_payload_bytes = declare(self, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES,
                                          "Frames whose packet exceeds this many bytes are dropped and counted "
-                                         "(0 = no limit)", min_value=0)
+                                         "(0 = no limit; settable at run time)", min_value=0,
+                                         on_change=lambda v: setattr(self, "max_payload_bytes", v))
         self.max_rate_hz = declare(self, "max_rate_hz", 0.0, "Encode at most this many frames per second "
-                                   "(0 = every frame)", min_value=0.0)
+                                   "(0 = every frame; settable at run time)", min_value=0.0,
+                                   on_change=lambda v: setattr(self, "max_rate_hz", v))
         self.input_qos = declare_qos(self, "input_qos", reliability="best_effort", depth=5, what="the image input")
-        output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the features output")
-        period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages", min_value=0.05)
+        self.output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5,
+                                      what="the features output")
+        self.diagnostics_period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages",
+                                          min_value=0.05)
         window_s = declare(self, "diagnostics.window_s", 10.0, "Rejects and drops within this many seconds set the "
                            "level (totals are reported too)", min_value=0.1, max_value=86400.0)
         stale_s = declare(self, "diagnostics.stale_after_s", 5.0, "STALE when the features are subscribed but no "
                           "camera frame arrived for this long", min_value=0.1, max_value=86400.0)
-        if self.transport not in ("raw", "compressed"):
-            raise LadonError(f"image_transport must be 'raw' or 'compressed', got {self.transport!r}")
-
+        self.input_topic = topics.transport_topic(self, topics.IMAGE, self.transport)
         self.stats = StreamStats(problem_window_s=window_s, stale_after_s=stale_s)
-        self._hardware_id = f"{socket.gethostname()}/{device}"
-
-        events = {"incompatible_qos": self._on_incompatible_qos}
-        if HAS_MATCHED_EVENT:  # lazy input by event, as image_proc does; Humble has no matched event: poll
-            events["matched"] = lambda info: self._update_subscription(info.current_count > 0)
-        self.subscription = None
-        self.publisher = self.create_publisher(CompressedFeatures, topics.FEATURES, output_qos,
-                                               event_callbacks=PublisherEventCallbacks(**events))
-        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", qos_profile_system_default)
         self._last_encode = 0.0
         self._checked_frame_size = False
-        if not HAS_MATCHED_EVENT:
-            self.create_timer(0.2, lambda: self._update_subscription(self.publisher.get_subscription_count() > 0))
-        self.create_timer(period, self._publish_diagnostics)
-        self.get_logger().info(
-            f"encoder {self.encoder.model_id} hash {self.encoder.model_hash.hex()} beta {self.encoder.beta:g} on "
-            f"{device}; input '{self._input_topic}' ({self.transport}), output '{self.publisher.topic_name}'")
 
-    def _load_encoder(self) -> tuple[Any, str]:
+    def _load_encoder(self) -> str:
         """``runtime: torch`` (a model file, :class:`ladon.LadonEncoder`) or ``onnxruntime`` (a robot bundle from
-        ``ladon export-encoder``, :class:`ladon_robot.RobotEncoder`: no torch is imported). Default: onnxruntime
-        when ``bundle`` is set, else torch."""
-        runtime = declare(self, "runtime", "", "Encoder runtime: torch (parameter 'model') or onnxruntime "
-                          "(parameter 'bundle', no torch needed); '' = onnxruntime if 'bundle' is set, else torch")
-        bundle = declare(self, "bundle", "", "Robot bundle directory written by `ladon export-encoder` "
-                         "(runtime onnxruntime)")
-        runtime = runtime or ("onnxruntime" if bundle else "torch")
-        if runtime == "torch":
-            if bundle:
-                raise LadonError("parameter 'bundle' is set but runtime is 'torch'; use runtime 'onnxruntime'")
-            encoder, device = declare_model(self, "encoder", default_threads=1)
-            self._encode = encoder.encode
-            return encoder, device
-        if runtime != "onnxruntime":
-            raise LadonError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
-        if not bundle:
-            raise LadonError("runtime 'onnxruntime' needs parameter 'bundle' (a `ladon export-encoder` directory)")
+        ``ladon export-encoder``, :class:`ladon_robot.RobotEncoder`: no torch is imported). Returns the device."""
+        if self.runtime == "torch":
+            self.encoder = load_model_part(self, self.model_params)
+            self._encode = self.encoder.encode
+            return self.model_params.device
         from ladon_robot import RobotEncoder
 
-        precision = declare(self, "bundle_precision", "int8", "int8 or fp32: which ONNX encoder of the bundle")
-        threads = declare(self, "ort_threads", 1, "ONNX Runtime intra-op threads (0 = its default)", min_value=0,
-                          max_value=1024)
-        expected_beta = declare(self, "beta", 0.0, "Expected rate weight of the bundle (0 = accept the bundle's)")
-        expected_id = declare(self, "model_id", "", "Expected model id of the bundle ('' = accept the bundle's)")
-        encoder = RobotEncoder(bundle, precision, threads=threads or None)
-        check_model_identity(encoder.model_id, encoder.beta, expected_id, expected_beta)
-        self._encode = encoder.encode_packets
-        return encoder, f"cpu (onnxruntime {precision})"
+        self.encoder = RobotEncoder(self.bundle, self.bundle_precision, threads=self.ort_threads or None)
+        check_model_identity(self.encoder.model_id, self.encoder.beta, self.model_params.model_id,
+                             self.model_params.beta)
+        self._encode = self.encoder.encode_packets
+        return f"cpu (onnxruntime {self.bundle_precision})"
 
-    @property
-    def _input_topic(self) -> str:
-        return topics.IMAGE if self.transport == "raw" else topics.compressed(topics.IMAGE)
+    def _configure(self) -> None:
+        """Load the encoder and create the publishers."""
+        self.device = self._load_encoder()
+        self._hardware_id = f"{socket.gethostname()}/{self.device}"
+        events = {"incompatible_qos": self._on_incompatible_qos}
+        if HAS_MATCHED_EVENT:  # lazy input by event, as image_proc does; Humble has no matched event: poll
+            events["matched"] = lambda info: self._update_subscription()
+        self.publisher = self.create_publisher(CompressedFeatures, topics.FEATURES, self.output_qos,
+                                               event_callbacks=PublisherEventCallbacks(**events),
+                                               qos_overriding_options=QOS_OVERRIDES())
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", qos_profile_system_default)
+        self._timers = [self.create_timer(self.diagnostics_period, self._publish_diagnostics)]
+        self.get_logger().info(
+            f"encoder {self.encoder.model_id} hash {self.encoder.model_hash.hex()} beta {self.encoder.beta:g} on "
+            f"{self.device}; input '{self.input_topic}' ({self.transport}), output "
+            f"'{self.publisher.topic_name}'")
 
-    def _update_subscription(self, wanted: bool) -> None:
-        """Lazy input: subscribe to images only while someone subscribes to the features."""
+    def _activate(self) -> None:
+        """Back on the accelerator; subscribe (lazily) to the images."""
+        if self.runtime == "torch":
+            self.encoder = move_to_device(self.encoder, self.device)
+            self._encode = self.encoder.encode
+        if not HAS_MATCHED_EVENT:
+            self._poll_timer = self.create_timer(POLL_PERIOD_S, self._update_subscription)
+        self._update_subscription()
+
+    def _deactivate(self) -> None:
+        """Unsubscribe, stop polling, free accelerator memory (the encoder stays loaded on the CPU)."""
+        if self._poll_timer is not None:
+            self.destroy_timer(self._poll_timer)
+            self._poll_timer = None
+        self._update_subscription()
+        if self.runtime == "torch":
+            self.encoder = free_accelerator_memory(self.encoder, self.device)
+            self._encode = self.encoder.encode
+
+    def _cleanup(self) -> None:
+        """Destroy the publishers and timers; unload the encoder."""
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        for publisher in (self.publisher, self.diagnostics):
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+        self.publisher = self.diagnostics = None
+        self.encoder = None
+
+    # ------------------------------------------------------------------------------------------ input
+    def _update_subscription(self, *_) -> None:
+        """Lazy input: subscribe to images only while active and someone subscribes to the features."""
+        wanted = self.is_active and self.publisher is not None and self.publisher.get_subscription_count() > 0
         if wanted and self.subscription is None:
             msg_type = Image if self.transport == "raw" else CompressedImage
             events = {"incompatible_qos": self._on_incompatible_qos}
@@ -128,9 +189,14 @@ class LadonEncoderNode(LadonNode):
                     "camera_frames_lost", f"{event.total_count} camera frame(s) lost before the callback; large "
                     "frames need reliable input_qos or the shared-memory profile (config/fastdds_shm.xml)")
             self.stats.started = time.monotonic()  # input is expected from now on (STALE after stale_after_s)
-            self.subscription = self.create_subscription(
-                msg_type, self._input_topic, self.on_image, self.input_qos,
-                event_callbacks=SubscriptionEventCallbacks(**events))
+            try:
+                self.subscription = self.create_subscription(
+                    msg_type, self.input_topic, self.on_image, self.input_qos,
+                    event_callbacks=SubscriptionEventCallbacks(**events), qos_overriding_options=QOS_OVERRIDES())
+            except (ValueError, TypeError) as exc:  # e.g. an invalid qos_overrides value
+                self.stats.count("errors", f"cannot subscribe: {exc}")
+                self.get_logger().error(f"cannot subscribe to '{self.input_topic}': {exc}",
+                                        throttle_duration_sec=5.0)
         elif not wanted and self.subscription is not None:
             self.destroy_subscription(self.subscription)
             self.subscription = None
@@ -144,6 +210,9 @@ class LadonEncoderNode(LadonNode):
 
     def on_image(self, msg: Image | CompressedImage) -> None:
         """Encode one frame and publish its packet; bad frames are counted and logged, never fatal."""
+        encode, publisher = self._encode, self.publisher
+        if not self.is_active or self.encoder is None or publisher is None:
+            return
         if not self._checked_frame_size:
             self._checked_frame_size = True
             self._advise_on_large_frames(len(msg.data))
@@ -155,7 +224,7 @@ class LadonEncoderNode(LadonNode):
         try:
             t0 = time.perf_counter()
             rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
-            (packet,) = self._encode([rgb])
+            (packet,) = encode([rgb])
             encode_ms = (time.perf_counter() - t0) * 1e3
         except LadonError as exc:
             self.stats.count("rejected_images", str(exc))
@@ -164,9 +233,9 @@ class LadonEncoderNode(LadonNode):
         if self.max_payload_bytes and packet.nbytes > self.max_payload_bytes:
             self.stats.count("dropped_oversize", f"{packet.nbytes} B > max_payload_bytes {self.max_payload_bytes}")
             self.get_logger().warning(f"dropping frame: packet {packet.nbytes} B exceeds max_payload_bytes "
-                                   f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
+                                      f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
             return
-        self.publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
+        publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
         self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=packet.nbytes,
                          timings_ms={"encode": encode_ms})
 
@@ -185,6 +254,8 @@ class LadonEncoderNode(LadonNode):
                 "reliable, or use image_transport: compressed")
 
     def _publish_diagnostics(self) -> None:
+        if self.diagnostics is None or self.encoder is None:
+            return
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [self.stats.status(f"{self.get_fully_qualified_name()}: encoder", self._hardware_id,

@@ -197,7 +197,7 @@ def test_bad_images_are_counted_and_the_node_keeps_working(harness, files):
     h.client.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     h.listen()
     bad_encoding = array_to_image_msg(_rgb(3), "rgb8", _header(30))
-    bad_encoding.encoding = "yuv422"
+    bad_encoding.encoding = "nv21"  # not a cv_bridge encoding we convert
     truncated = array_to_image_msg(_rgb(3), "rgb8", _header(31))
     truncated.data = bytes(truncated.data)[:-10]
     huge = array_to_image_msg(_rgb(3), "rgb8", _header(32))
