@@ -27,6 +27,7 @@ import ladon
 from ladon._cli_common import EXIT_ERROR
 from ladon.assets import default_model_path, images_for_classes
 from ladon.image_io import jpeg_size, list_images
+from ladon.model import read_config
 from ladon.visualize import MAX_OVERLAY_SCALE
 
 
@@ -41,15 +42,17 @@ def _frame_row(frame, conversions) -> dict[str, Any]:
             "encode_ms": round(float(frame.features.encode_time_ms), 1), "latency_ms_since_stamp": latencies}
 
 
-def _results_entry(frame) -> dict[str, Any]:
+def _results_entry(frame, class_name) -> dict[str, Any]:
+    """One frame's outputs; ``class_name(task, class_id)`` turns a hypothesis' class id into the class name."""
     det = frame.outputs.get("detections")
     cls = frame.outputs.get("classification")
     seg = frame.outputs.get("segmentation")
     out: dict[str, Any] = {"stamp": f"{frame.stamp[0]}.{frame.stamp[1]:09d}", "frame_id": frame.image.header.frame_id}
     if cls is not None:
-        out["classification"] = [{"class_name": r.class_id, "score": round(r.score, 4)} for r in cls.results]
+        out["classification"] = [{"class_name": class_name("classification", r.class_id),
+                                   "score": round(r.score, 4)} for r in cls.results]
     if det is not None:
-        out["detections"] = [{"class_name": d.results[0].hypothesis.class_id,
+        out["detections"] = [{"class_name": class_name("detection", d.results[0].hypothesis.class_id),
                               "score": round(d.results[0].hypothesis.score, 4),
                               "center_xy": [round(d.bbox.center.position.x, 1), round(d.bbox.center.position.y, 1)],
                               "size_xy": [round(d.bbox.size_x, 1), round(d.bbox.size_y, 1)]} for d in det.detections]
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         model_path = str(Path(tmp.name) / "random.pt")
         ladon.build_model(seed=0).save(model_path)
 
+    model_classes = read_config(model_path).class_names  # the fallback if a latched LabelInfo was missed
     launch_args = launcher.parse_args([
         "split", "--model", model_path, "--source", str(source_dir), "--rate", str(args.rate), "--log-level", "warn",
         "--encoder-arg=-p=max_payload_bytes:=0", f"--encoder-arg=-p=torch_threads:={args.encoder_threads}",
@@ -168,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         runner.join(timeout=30)
         frames = _one_per_image(recorder.completed())
+        labels = {task: dict(names) for task, names in recorder.labels.items()}
         executor.shutdown()
         recorder.destroy_node()
         rclpy.try_shutdown()
@@ -186,7 +191,16 @@ def run(args: argparse.Namespace) -> int:
               "random_weights": random_weights,
               "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]), "frames": len(frames),
               "fastdds_profile": env["FASTDDS_DEFAULT_PROFILES_FILE"]}
-    (out / "results.json").write_text(json.dumps({**header, "frames": [_results_entry(f) for f in frames]}, indent=2))
+
+    def class_name(task: str, class_id: str) -> str:
+        """The LabelInfo's name for ``class_id``, else the model's, else the id itself."""
+        name = labels.get(task, {}).get(class_id)
+        if name is None and class_id.isdigit() and int(class_id) < len(model_classes[task]):
+            name = model_classes[task][int(class_id)]
+        return class_id if name is None else name
+
+    entries = [_results_entry(f, class_name) for f in frames]
+    (out / "results.json").write_text(json.dumps({**header, "frames": entries}, indent=2))
     (out / "stats.json").write_text(json.dumps({**header, "rows": rows}, indent=2))
     markdown = _markdown(rows, header)
     (out / "stats.md").write_text(markdown)

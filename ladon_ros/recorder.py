@@ -1,7 +1,8 @@
 """A node that collects one robot's pipeline outputs per camera frame (matched by header stamp).
 
 Used by the multi-process demo and by the DDS tests: it subscribes to the camera image, the compressed features
-and every server output, and records what arrived when.
+and every server output, and records what arrived when. It also keeps the latched ``LabelInfo`` of each task, so
+the ``class_id`` of a hypothesis (the class index) can be turned into its name (:meth:`Recorder.class_name`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any
 
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from vision_msgs.msg import LabelInfo
 
 from ladon_ros import topics
+from ladon_ros.conversions import class_names_from_label_info
 
 OUTPUT_STREAMS: dict[str, tuple[str, type]] = {
     **{topics.output_name(topic): (topic, topics.OUTPUT_TYPES[task]) for task, topic in topics.OUTPUT_TOPICS.items()},
@@ -71,6 +74,21 @@ class Recorder(Node):
             topic, msg_type = OUTPUT_STREAMS[name]
             self.create_subscription(msg_type, f"{prefix}{topic}",
                                      lambda m, n=name: self._store(n, m), reliable)
+        self.labels: dict[str, dict[str, str]] = {}
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        for task, topic in topics.OUTPUT_TOPICS.items():
+            self.create_subscription(LabelInfo, f"{prefix}{topic}{topics.LABEL_INFO_SUFFIX}",
+                                     lambda m, t=task: self._store_labels(t, m), latched)
+
+    def _store_labels(self, task: str, msg: LabelInfo) -> None:
+        with self.lock:
+            self.labels[task] = class_names_from_label_info(msg)
+
+    def class_name(self, task: str, class_id: str) -> str | None:
+        """The name the task's latched LabelInfo gives ``class_id``; ``None`` if none arrived or it is unknown."""
+        with self.lock:
+            return self.labels.get(task, {}).get(class_id)
 
     def _store(self, kind: str, msg) -> None:
         now = time.time()

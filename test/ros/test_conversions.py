@@ -22,8 +22,8 @@ from ladon.classes import COCO_CLASSES, IMAGENET_CLASSES, VOC_CLASSES
 from ladon.errors import ChecksumError, InvalidImageError, LadonError, PacketError
 from ladon.preprocess import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from ladon_ros.conversions import (
-    IMAGE_ENCODINGS,
     array_to_image_msg,
+    class_names_from_label_info,
     classification_msg,
     compressed_image_to_rgb,
     detections_msg,
@@ -186,14 +186,15 @@ def _expected_rgb(encoding: str, pixels: np.ndarray) -> np.ndarray:
         return pixels[:, :, 2::-1]
     if encoding == "mono8":
         return np.repeat(pixels[:, :, None], 3, axis=2)
-    return np.repeat((pixels >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
+    # mono16: cv_bridge's convertTo(CV_8U, 255/65535), rounded
+    return np.repeat(np.rint(pixels * (255.0 / 65535.0)).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
 _PIXELS = {"rgb8": (3, np.uint8), "bgr8": (3, np.uint8), "rgba8": (4, np.uint8), "bgra8": (4, np.uint8),
            "mono8": (1, np.uint8), "mono16": (1, np.uint16)}
 
 
-@pytest.mark.parametrize(("encoding", "big_endian"), [(e, False) for e in IMAGE_ENCODINGS] + [("mono16", True)])
+@pytest.mark.parametrize(("encoding", "big_endian"), [(e, False) for e in _PIXELS] + [("mono16", True)])
 @pytest.mark.parametrize("pad", [0, 3, 16])
 def test_every_encoding_decodes_with_padded_rows(encoding, big_endian, pad):
     channels, dtype = _PIXELS[encoding]
@@ -211,8 +212,8 @@ def test_mono16_byte_order_matters():
     little = _raw_msg(pixels, "mono16", 0, big_endian=False)
     big = _raw_msg(pixels, "mono16", 0, big_endian=True)
     assert bytes(little.data) != bytes(big.data)
-    np.testing.assert_array_equal(image_msg_to_rgb(little)[..., 0], [[0x12, 0xFF]])
-    np.testing.assert_array_equal(image_msg_to_rgb(big)[..., 0], [[0x12, 0xFF]])
+    np.testing.assert_array_equal(image_msg_to_rgb(little)[..., 0], [[0x12, 254]])  # 255/65535 scaling
+    np.testing.assert_array_equal(image_msg_to_rgb(big)[..., 0], [[0x12, 254]])
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8"])
@@ -235,7 +236,7 @@ def _image(height: int, width: int, step: int, nbytes: int, encoding: str = "rgb
 
 
 @pytest.mark.parametrize(("msg", "match"), [
-    (_image(4, 4, 12, 48, encoding="yuv422"), "unsupported image encoding"),
+    (_image(4, 4, 12, 48, encoding="nv21"), "unsupported image encoding 'nv21'"),
     (_image(4, 4, 12, 48, encoding="32FC1"), "unsupported image encoding"),
     (_image(0, 4, 12, 0), "empty"),
     (_image(4, 0, 0, 0), "empty"),
@@ -337,7 +338,9 @@ def test_detections_msg_carries_boxes_names_scores_and_header(result):
         assert det.bbox.size_x >= 0 and det.bbox.size_y >= 0
         assert 0 <= det.bbox.center.position.x <= SIZE[1] and 0 <= det.bbox.center.position.y <= SIZE[0]
         (hyp,) = det.results
-        assert hyp.hypothesis.class_id == name and isinstance(hyp.hypothesis.class_id, str)
+        # class_id is the key the latched LabelInfo maps to the name (vision_msgs semantics)
+        assert hyp.hypothesis.class_id == str(int(d.labels[i]))
+        assert class_names_from_label_info(label_info_msg(COCO_CLASSES, _header()))[hyp.hypothesis.class_id] == name
         assert name in COCO_CLASSES and name != "N/A"
         assert hyp.hypothesis.score == pytest.approx(float(score))
 
@@ -351,7 +354,9 @@ def test_classification_msg_is_top_k_best_first(result):
     msg = _wire(classification_msg(result, _header()))
     assert isinstance(msg, Classification) and msg.header == _header()
     c = result.classification
-    assert [r.class_id for r in msg.results] == c.class_names and len(msg.results) == 5
+    assert [r.class_id for r in msg.results] == [str(i) for i in c.class_ids] and len(msg.results) == 5
+    names = class_names_from_label_info(_wire(label_info_msg(IMAGENET_CLASSES, _header())))
+    assert [names[r.class_id] for r in msg.results] == c.class_names
     np.testing.assert_allclose([r.score for r in msg.results], c.scores, rtol=1e-6)
     scores = [r.score for r in msg.results]
     assert scores == sorted(scores, reverse=True)

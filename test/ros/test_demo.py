@@ -9,6 +9,7 @@ import cv2
 import pytest
 
 from ladon.assets import bundled_images_dir
+from ladon.classes import COCO_CLASSES, IMAGENET_CLASSES
 from ladon_ros import demo
 
 
@@ -41,6 +42,9 @@ def test_demo_writes_overlays_results_and_stats(tiny_model_path, tmp_path, monke
     (frame,) = results["frames"]
     assert frame["frame_id"] == "camera"
     assert len(frame["classification"]) == 5 and all(0 <= c["score"] <= 1 for c in frame["classification"])
+    # class ids on the wire, class names in the file (resolved through the latched LabelInfo)
+    assert all(c["class_name"] in IMAGENET_CLASSES for c in frame["classification"])
+    assert all(d["class_name"] in COCO_CLASSES for d in frame["detections"])
     assert isinstance(frame["detections"], list)
     h, w = original.shape[:2]
     assert sum(frame["segmentation_pixels_per_class_id"].values()) == h * w

@@ -150,9 +150,10 @@ def test_end_to_end_outputs_match_the_in_process_library(dds, model_file, image_
             assert msg.header.frame_id == "camera"
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (image.header.stamp.sec,
                                                                           image.header.stamp.nanosec)
-        assert [r.class_id for r in cls.results] == expected.classification.class_names
+        assert [r.class_id for r in cls.results] == [str(i) for i in expected.classification.class_ids]
         np.testing.assert_allclose([r.score for r in cls.results], expected.classification.scores, rtol=1e-5)
-        assert [d.results[0].hypothesis.class_id for d in det.detections] == expected.detection.class_names
+        assert [d.results[0].hypothesis.class_id for d in det.detections] == \
+            [str(int(i)) for i in expected.detection.labels]
         boxes = np.array([[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
                            d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
                           for d in det.detections]).reshape(-1, 4)
