@@ -5,11 +5,15 @@ A thin adapter over :class:`ladon.LadonServer`. Subscription callbacks only vali
 :class:`ladon.scheduler.FrameScheduler`; one worker thread takes frames round-robin over the robots, decodes each
 frame once, runs only the heads whose outputs have subscribers and publishes in the robot's namespace. Bad input is
 counted and logged, never fatal.
+
+A lifecycle node (:class:`ladon_ros.node_main.LadonLifecycleNode`): configure loads the model and the backend,
+activate creates the robots' topics and starts the worker, deactivate stops serving (robots' topics removed,
+accelerator memory freed), cleanup releases the backend and the model; ``autostart`` (default) does configure and
+activate at start-up.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import fnmatch
 import socket
@@ -36,13 +40,18 @@ from ladon.server import DEFAULT_MAX_IMAGE_PIXELS
 from ladon.tasks import TASKS
 from ladon.visualize import MAX_OVERLAY_SCALE, draw_overlay, palette
 from ladon_ros import topics
-from ladon_ros.compat import HAS_MESSAGE_INFO, HAS_MESSAGE_LOST_EVENT, SubscriptionEventCallbacks
+from ladon_ros.compat import (
+    HAS_MATCHED_EVENT,
+    HAS_MESSAGE_INFO,
+    HAS_MESSAGE_LOST_EVENT,
+    PublisherEventCallbacks,
+    SubscriptionEventCallbacks,
+)
 from ladon_ros.conversions import (
     array_to_image_msg,
     classification_msg,
     deserialize_features,
     detections_msg,
-    image_msg_to_rgb,
     label_info_msg,
     msg_to_packet,
     segmentation_msg,
@@ -50,14 +59,27 @@ from ladon_ros.conversions import (
     worst_case_message_bytes,
 )
 from ladon_ros.diagnostics import StreamStats
-from ladon_ros.node_main import LadonNode, describe_incompatible_qos, run_node, stamp_age_s
-from ladon_ros.params import declare, declare_model, declare_qos
+from ladon_ros.node_main import (
+    LadonLifecycleNode,
+    describe_incompatible_qos,
+    free_accelerator_memory,
+    move_to_device,
+    run_node,
+    stamp_age_s,
+)
+from ladon_ros.overlay_input import OverlayImageInput
+from ladon_ros.params import (
+    QOS_OVERRIDES,
+    ParameterError,
+    declare,
+    declare_model_parameters,
+    declare_qos,
+    load_model_part,
+)
 from ladon_ros.topics import OUTPUT_TOPICS, OUTPUT_TYPES, robot_topic
 
 NODE_NAME = "ladon_server"
 OVERLAY_BACKGROUNDS = ("mask", "image")
-IMAGE_CACHE_SIZE = 10
-"""Camera frames kept per robot for ``overlay.background: image`` (matched to results by header stamp)."""
 LOG_THROTTLE_S = 5.0
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -90,57 +112,75 @@ class Robot:
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     """When a features publisher was last seen on the graph (discovered robots only)."""
     discovered: bool = False
-    images: collections.deque[Image] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=IMAGE_CACHE_SIZE))
+    camera: OverlayImageInput | None = None
+    """The camera input of ``overlay.background: image`` (lazy, remap-aware)."""
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
 
 
-class LadonServerNode(LadonNode):
+class LadonServerNode(LadonLifecycleNode):
     """Serves Ladon's three heads to the robots listed in the ``robots`` parameter (names or patterns such as
     ``'*'``, discovered on the ROS graph while the node runs), in fair batches across robots."""
 
     def __init__(self, **node_kwargs) -> None:
+        self.model = None
+        self.backend: Backend | None = None
+        self.scheduler: FrameScheduler[Robot, ReceivedFeatures] | None = None
+        self._worker: threading.Thread | None = None
+        self._diagnostics = None
+        self._timers: list = []
+        self._active_timers: list = []
+        self._cond = threading.Condition()  # guards the robot list, their statistics and camera caches
+        self.robots: list[Robot] = []
         super().__init__(NODE_NAME, **node_kwargs)
 
-    def _setup(self) -> None:
-        """Read the parameters, load the model, create the robots' topics and start the worker."""
-        log = self.get_logger()
-        self.model, self.device = declare_model(self, "full", default_threads=0)
+    # ------------------------------------------------------------------------------------------------ lifecycle
+    def _declare(self) -> None:
+        """Declare every parameter (nothing is loaded before configure)."""
+        self.model_params = declare_model_parameters(self, "full", default_threads=0)
+        self.device = self.model_params.device
         robots = declare(self, "robots", [""], "Robot namespaces to serve ('' = this node's namespace), or patterns "
                          "('*', '/site1/*') matched against <ns>/ladon/features publishers found on the ROS graph")
-        enabled = {t: declare(self, f"tasks.{t}", True, f"Run the {t} head when its output has subscribers")
-                   for t in TASKS}
+        self.enabled = {t: declare(self, f"tasks.{t}", True, f"Run the {t} head when its output has subscribers")
+                        for t in TASKS}
         self.overlay_enabled = declare(self, "overlay.enabled", True, "Publish ladon/overlay (bgr8)")
+        # Tunable at run time (ros2 param set): overlay.background/scale, top_k, detection.publish_threshold.
         self.overlay_background = declare(
-            self, "overlay.background", "mask",
-            "Overlay drawn on the coloured 'mask', or on the camera 'image' (<robot>/image, same stamp; else mask)")
+            self, "overlay.background", "mask", "Overlay drawn on the coloured 'mask', or on the camera 'image' "
+            "(<robot>/image through remaps, same stamp; else mask)", choices=OVERLAY_BACKGROUNDS,
+            on_change=self._set_overlay_background)
+        self.image_transport = declare(self, "image_transport", "raw", "Transport of the camera input of "
+                                       "overlay.background: image (compressed: <resolved image topic>/compressed)",
+                                       choices=topics.TRANSPORTS)
         self.overlay_scale = declare(self, "overlay.scale", 1, "Overlay size as a multiple of the frame size "
-                                     "(readable labels on small frames)", min_value=1, max_value=MAX_OVERLAY_SCALE)
-        self.top_k = declare(self, "top_k", 5, "Classes in ladon/classification", min_value=1, max_value=1000)
+                                     "(readable labels on small frames)", min_value=1, max_value=MAX_OVERLAY_SCALE,
+                                     on_change=lambda v: setattr(self, "overlay_scale", v))
+        self.top_k = declare(self, "top_k", 5, "Classes in ladon/classification", min_value=1, max_value=1000,
+                             on_change=lambda v: setattr(self, "top_k", v))
         self.threshold = declare(self, "detection.publish_threshold", 0.3,
-                                 "Detections scoring below this are not published", min_value=0.0, max_value=1.0)
+                                 "Detections scoring below this are not published", min_value=0.0, max_value=1.0,
+                                 on_change=lambda v: setattr(self, "threshold", v))
         self.queue_size = declare(self, "queue_size", 2, "Frames queued per robot (keep last, oldest dropped)",
                                   min_value=1, max_value=1000)
-        max_batch = declare(self, "max_batch", 8, "Frames served together in one batch, taken round-robin across "
-                            "robots (1 = one frame at a time)", min_value=1, max_value=1024)
-        max_wait_ms = declare(self, "max_wait_ms", 0.0, "With max_batch > 1: wait up to this long for a fuller batch "
-                              "once a frame is queued (0 = serve what is queued)", min_value=0.0, max_value=10000.0)
-        max_age_s = declare(self, "max_age_s", 0.0, "Drop frames queued longer than this before their turn, counted "
-                            "as stale (0 = never)", min_value=0.0, max_value=3600.0)
-        discovery_period = declare(self, "discovery.period_s", 1.0, "Seconds between ROS graph scans for robots "
-                                   "matching a pattern in 'robots'", min_value=0.05, max_value=3600.0)
+        self.max_batch = declare(self, "max_batch", 8, "Frames served together in one batch, taken round-robin "
+                                 "across robots (1 = one frame at a time)", min_value=1, max_value=1024)
+        self.max_wait_ms = declare(self, "max_wait_ms", 0.0, "With max_batch > 1: wait up to this long for a fuller "
+                                   "batch once a frame is queued (0 = serve what is queued)", min_value=0.0,
+                                   max_value=10000.0)
+        self.max_age_s = declare(self, "max_age_s", 0.0, "Drop frames queued longer than this before their turn, "
+                                 "counted as stale (0 = never)", min_value=0.0, max_value=3600.0)
+        self.discovery_period = declare(self, "discovery.period_s", 1.0, "Seconds between ROS graph scans for "
+                                        "robots matching a pattern in 'robots'", min_value=0.05, max_value=3600.0)
         self.robot_timeout_s = declare(self, "discovery.timeout_s", 10.0, "A discovered robot whose features "
                                        "publishers are gone this long is removed", min_value=0.0, max_value=86400.0)
-        backend = declare(self, "backend", "local", "Where batches run: local (this process) or ray (a Ray Serve "
-                          "deployment; see the ray.* parameters)")
-        precision = declare(self, "precision", "fp32", "fp32, or fp16 (CUDA autocast + channels_last)")
-        self.model.server.max_image_pixels = declare(
+        self.backend_name = declare(self, "backend", "local", "Where batches run: local (this process) or ray (a Ray "
+                                    "Serve deployment; see the ray.* parameters)")
+        self.precision = declare(self, "precision", "fp32", "fp32, or fp16 (CUDA autocast + channels_last)")
+        self.max_image_pixels = declare(
             self, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Packets claiming a larger original frame are "
             "rejected before decoding (the mask and overlay sizes follow the claim)", min_value=1, max_value=2**28)
-        self.max_message_bytes = declare(
+        self.max_message_bytes_param = declare(
             self, "max_message_bytes", 0, "Features messages larger than this are rejected before they are "
-            "deserialised (0 = the model's worst case at max_image_pixels)", min_value=0, max_value=2**31 - 1) \
-            or worst_case_message_bytes(self.model.server)
+            "deserialised (0 = the model's worst case at max_image_pixels)", min_value=0, max_value=2**31 - 1)
         self.max_sources = declare(self, "max_publishers_per_robot", 4, "Publishers of one robot's features topic "
                                    "that get their own queue and an equal share of the robot's turns (by GID); "
                                    "more share one queue", min_value=1, max_value=1024)
@@ -151,50 +191,83 @@ class LadonServerNode(LadonNode):
         self.diag_window_s = declare(self, "diagnostics.window_s", 10.0, "Drops and rejects within this many "
                                      "seconds set the level (totals are reported too)", min_value=0.1,
                                      max_value=86400.0)
-        period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages", min_value=0.01,
-                         max_value=3600.0)
-
-        if backend not in BACKENDS:
-            raise LadonError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if self.overlay_background not in OVERLAY_BACKGROUNDS:
-            raise LadonError(f"overlay.background must be one of {OVERLAY_BACKGROUNDS}, got "
-                             f"{self.overlay_background!r}")
-        server = self.model.server
-        for task in TASKS:
-            if enabled[task] and task not in server.tasks:
-                log.warning(f"tasks.{task} is enabled but the model has no {task} head; it is disabled")
-        self.tasks = tuple(t for t in TASKS if enabled[t] and t in server.tasks)
-
-        self.backend = self._make_backend(backend, max_batch, precision)
-        self._cond = threading.Condition()  # guards the robot list, their statistics and camera caches
-        self.scheduler: FrameScheduler[Robot, ReceivedFeatures] = FrameScheduler(
-            self.queue_size, max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, max_age_s=max_age_s or None,
-            max_sources=self.max_sources, on_drop=self._on_drop)
+        self.diagnostics_period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages",
+                                          min_value=0.01, max_value=3600.0)
+        if self.backend_name not in BACKENDS:
+            raise LadonError(f"backend must be one of {BACKENDS}, got {self.backend_name!r}")
         self._qos = (features_qos, output_qos, image_qos)
-        self.robots: list[Robot] = []
-        names = list(dict.fromkeys(str(r) for r in robots or [""]))
-        self.patterns = [n for n in names if any(c in n for c in "*?[")]
-        for ns in names:
+        self.robot_names = list(dict.fromkeys(str(r) for r in robots or [""]))
+        self.patterns = [n for n in self.robot_names if any(c in n for c in "*?[")]
+        self.ray_settings, self.ray_fallback = self._declare_ray() if self.backend_name == "ray" else (None, False)
+
+    def _configure(self) -> None:
+        """Load the model and the backend; create the diagnostics output."""
+        self.model = load_model_part(self, self.model_params)
+        server = self.model.server
+        server.max_image_pixels = self.max_image_pixels
+        self.max_message_bytes = self.max_message_bytes_param or worst_case_message_bytes(server)
+        for task in TASKS:
+            if self.enabled[task] and task not in server.tasks:
+                self.get_logger().warning(f"tasks.{task} is enabled but the model has no {task} head; it is disabled")
+        self.tasks = tuple(t for t in TASKS if self.enabled[t] and t in server.tasks)
+        self.backend = self._make_backend(self.backend_name, self.max_batch, self.precision)
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._hardware_id = f"{socket.gethostname()}/{self.device}"
+        self._timers = [self.create_timer(self.diagnostics_period, self._publish_diagnostics)]
+        self.get_logger().info(
+            f"serving {[n for n in self.robot_names if n not in self.patterns] + self.patterns} with model "
+            f"{server.model_id!r} (hash {self.model.model_hash.hex()[:12]}, beta {server.beta:g}) on {self.device}, "
+            f"backend {self.backend_name}, batches of up to {self.max_batch}; tasks {list(self.tasks)}"
+            + (" [RANDOM WEIGHTS]" if self.model.random_weights else ""))
+
+    def _activate(self) -> None:
+        """Create the robots' topics, start discovery and the worker."""
+        self.model = move_to_device(self.model, self.device)
+        self.scheduler = FrameScheduler(self.queue_size, max_batch=self.max_batch, max_wait_s=self.max_wait_ms / 1e3,
+                                        max_age_s=self.max_age_s or None, max_sources=self.max_sources,
+                                        on_drop=self._on_drop)
+        for ns in self.robot_names:
             if ns not in self.patterns:
                 self._add_robot(ns)
         if self.patterns:
-            self.create_timer(discovery_period, self._discover)
-        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._hardware_id = f"{socket.gethostname()}/{self.device}"
-        self.create_timer(period, self._publish_diagnostics)
+            self._active_timers.append(self.create_timer(self.discovery_period, self._discover))
+        if not HAS_MATCHED_EVENT:  # Humble: poll the overlay subscribers for the lazy camera input
+            self._active_timers.append(self.create_timer(0.2, self._update_overlay_inputs))
         self._worker = threading.Thread(target=self._work, name="ladon_server_worker", daemon=True)
         self._worker.start()
-        log.info(f"serving {[r.name for r in self.robots] + self.patterns} with model {server.model_id!r} "
-                 f"(hash {self.model.model_hash.hex()[:12]}, beta {server.beta:g}) on {self.device}, backend "
-                 f"{backend}, batches of up to {max_batch}; tasks {list(self.tasks)}"
-                 + (" [RANDOM WEIGHTS]" if self.model.random_weights else ""))
+        self._update_overlay_inputs()
 
-    def _make_backend(self, backend: str, max_batch: int, precision: str) -> Backend:
-        """The local server, or a Ray Serve deployment of the same model file (``ray.*`` parameters)."""
-        self._fallback: LocalBackend | None = None
-        if backend == "local":
-            self.model.server.set_precision(precision)
-            return LocalBackend(self.model.server, max_batch)
+    def _deactivate(self) -> None:
+        """Stop the worker, remove every robot's topics, free accelerator memory (the model stays loaded)."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        for timer in self._active_timers:
+            self.destroy_timer(timer)
+        self._active_timers = []
+        with self._cond:
+            robots = list(self.robots)
+        for robot in robots:
+            self._remove_robot(robot, why="deactivated")
+        self.model = free_accelerator_memory(self.model, self.device)
+
+    def _cleanup(self) -> None:
+        """Release the backend and the model; remove the diagnostics output."""
+        if self.backend is not None:
+            self.backend.close()
+        self.backend = None
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        if self._diagnostics is not None:
+            self.destroy_publisher(self._diagnostics)
+        self._diagnostics = None
+        self.model = None
+
+    def _declare_ray(self) -> tuple[RaySettings, bool]:
+        """The ``ray.*`` parameters (declared only for ``backend: ray``)."""
         address = declare(self, "ray.address", "", "Ray cluster address ('' = start a local Ray here)")
         settings = RaySettings(
             address=address,
@@ -210,6 +283,15 @@ class LadonServerNode(LadonNode):
                                    max_value=4096) or None)
         fallback = declare(self, "ray.fallback_local", False, "Serve in this process if Ray fails at start or "
                            "later (logged; the failed batch is served locally)")
+        return settings, fallback
+
+    def _make_backend(self, backend: str, max_batch: int, precision: str) -> Backend:
+        """The local server, or a Ray Serve deployment of the same model file (``ray.*`` parameters)."""
+        self._fallback: LocalBackend | None = None
+        if backend == "local":
+            self.model.server.set_precision(precision)
+            return LocalBackend(self.model.server, max_batch)
+        settings, fallback = self.ray_settings, self.ray_fallback
         self._fallback = LocalBackend(self.model.server, max_batch) if fallback else None
         model_file = self.get_parameter("model").value
         if not model_file:
@@ -229,17 +311,23 @@ class LadonServerNode(LadonNode):
         features_qos, output_qos, image_qos = self._qos
         outputs = {t: self.create_publisher(OUTPUT_TYPES[t], robot_topic(ns, OUTPUT_TOPICS[t]), output_qos)
                    for t in self.tasks}
-        overlay = (self.create_publisher(Image, robot_topic(ns, topics.OVERLAY), output_qos)
+        events = {"matched": lambda _info: self._update_overlay_inputs()} if HAS_MATCHED_EVENT else {}
+        overlay = (self.create_publisher(Image, robot_topic(ns, topics.OVERLAY), output_qos,
+                                         event_callbacks=PublisherEventCallbacks(**events),
+                                         qos_overriding_options=QOS_OVERRIDES())
                    if self.overlay_enabled and self.tasks else None)
         mask_png = (self.create_publisher(CompressedImage, robot_topic(ns, topics.compressed(
             OUTPUT_TOPICS["segmentation"])), output_qos) if "segmentation" in self.tasks else None)
         robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay, discovered=discovered,
                       stats=StreamStats(problem_window_s=self.diag_window_s))
         robot.mask_png = mask_png
+        if overlay is not None:  # lazy: subscribed while the overlay is watched and drawn on the camera image
+            robot.camera = OverlayImageInput(self, ns, self.image_transport, image_qos, on_error=lambda text: (
+                self.get_logger().warning(f"{robot.name}: {text}", throttle_duration_sec=LOG_THROTTLE_S)))
         robot.handles += [*outputs.values(), *(p for p in (overlay, mask_png) if p is not None)]
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
-        for task, threshold in (("detection", self.threshold), ("segmentation", 0.0)):
+        for task, threshold in (("classification", 0.0), ("detection", self.threshold), ("segmentation", 0.0)):
             if task in self.tasks:
                 latched = self.create_publisher(
                     LabelInfo, robot_topic(ns, OUTPUT_TOPICS[task] + topics.LABEL_INFO_SUFFIX), LATCHED_QOS)
@@ -255,25 +343,41 @@ class LadonServerNode(LadonNode):
             event_callbacks=SubscriptionEventCallbacks(**events))
         robot.features_topic = subscription.topic_name
         robot.handles.append(subscription)
-        if overlay is not None and self.overlay_background == "image":
-            robot.handles.append(self.create_subscription(
-                Image, robot_topic(ns, topics.IMAGE), lambda msg: self._on_image(robot, msg), image_qos))
         with self._cond:
             self.robots.append(robot)
         self.scheduler.add_stream(robot)
         return robot
 
-    def _remove_robot(self, robot: Robot) -> None:
-        """Stop serving a robot that left: its queue, topics and diagnostics go."""
+    def _update_overlay_inputs(self) -> None:
+        """Lazy camera input: each robot's camera topic is subscribed only while its overlay has subscribers and
+        is drawn on the camera image."""
+        with self._cond:
+            robots = list(getattr(self, "robots", ()))
+        for robot in robots:
+            if robot.camera is not None:
+                robot.camera.update(self.overlay_background == "image" and robot.overlay.get_subscription_count() > 0)
+
+    def _set_overlay_background(self, background: str) -> None:
+        """Run-time ``overlay.background``: (un)subscribe the camera inputs accordingly."""
+        if background == "image" and not self.overlay_enabled:
+            raise ParameterError("overlay.background: image needs overlay.enabled: true")
+        self.overlay_background = background
+        self._update_overlay_inputs()
+
+    def _remove_robot(self, robot: Robot, why: str = "") -> None:
+        """Stop serving a robot that left (or every robot on deactivate): its queue, topics and diagnostics go."""
         self.scheduler.remove_stream(robot)
         with self._cond:
             self.robots.remove(robot)
+        if robot.camera is not None:
+            robot.camera.update(False)
         for handle in robot.handles:
             if isinstance(handle, Publisher):
                 self.destroy_publisher(handle)
             else:
                 self.destroy_subscription(handle)
-        self.get_logger().info(f"robot {robot.name} left (no features publisher for {self.robot_timeout_s:g} s)")
+        why = why or f"no features publisher for {self.robot_timeout_s:g} s"
+        self.get_logger().info(f"robot {robot.name} left ({why})")
 
     def _discover(self) -> None:
         """Serve every ``<ns>/ladon/features`` publisher whose namespace matches a pattern; drop robots gone for
@@ -324,10 +428,6 @@ class LadonServerNode(LadonNode):
     def _on_drop(self, robot: Robot, frame: ReceivedFeatures, reason: str) -> None:
         with self._cond:
             robot.stats.count(reason)
-
-    def _on_image(self, robot: Robot, msg: Image) -> None:
-        with self._cond:
-            robot.images.append(msg)
 
     def _on_incompatible_qos(self, robot: Robot, event) -> None:
         """A robot's features QoS cannot match ours (e.g. best-effort vs reliable): report it, never silently."""
@@ -429,17 +529,10 @@ class LadonServerNode(LadonNode):
     def _background(self, robot: Robot, result: Result, header: Header) -> np.ndarray:
         """The camera frame with the same stamp (``overlay.background: image``), else the coloured mask."""
         size = tuple(result.geometry.original_size)
-        with self._cond:
-            match = next((m for m in robot.images if m.header.stamp == header.stamp), None)
-        if match is not None:
-            try:
-                image = image_msg_to_rgb(match)
-            except LadonError as exc:
-                self.get_logger().warning(f"{robot.name}: camera frame unusable for the overlay: {exc}",
-                                          throttle_duration_sec=LOG_THROTTLE_S)
-            else:
-                if image.shape[:2] == size:
-                    return image
+        if robot.camera is not None and self.overlay_background == "image":
+            image = robot.camera.frame(header, size)
+            if image is not None:
+                return image
         if result.segmentation is None:
             return np.zeros((*size, 3), dtype=np.uint8)
         return palette(256)[result.segmentation.mask]
@@ -459,10 +552,8 @@ class LadonServerNode(LadonNode):
         self._diagnostics.publish(msg)
 
     def destroy_node(self) -> None:
-        """Stop and join the worker before the publishers go away; release the backend."""
-        self.scheduler.stop()
-        self._worker.join()
-        self.backend.close()
+        """Stop and join the worker before the publishers go away; release the backend (the lifecycle base runs
+        deactivate and cleanup as needed)."""
         super().destroy_node()
 
 

@@ -130,11 +130,11 @@ def test_outputs_equal_in_process_results(setup):
     for msgs in got.values():
         assert msgs[0].header == header(100)
     cls = got["classification"][0]
-    assert [r.class_id for r in cls.results] == expected.classification.class_names
+    assert [r.class_id for r in cls.results] == [str(i) for i in expected.classification.class_ids]
     np.testing.assert_allclose([r.score for r in cls.results], expected.classification.scores, rtol=1e-5)
     dets = got["detections"][0].detections
     assert 0 < len(dets) == len(expected.detection) < len(s.model.server.infer([s.packet], "detection")[0].detection)
-    assert [d.results[0].hypothesis.class_id for d in dets] == expected.detection.class_names
+    assert [d.results[0].hypothesis.class_id for d in dets] == [str(int(i)) for i in expected.detection.labels]
     np.testing.assert_allclose([d.results[0].hypothesis.score for d in dets], expected.detection.scores, rtol=1e-5)
     boxes = np.array([[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
                        d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
@@ -162,12 +162,14 @@ def test_label_info_reaches_late_subscribers(setup):
     s = setup
     det = s.inbox(LabelInfo, "/r1/ladon/detections/label_info", LATCHED_QOS)
     seg = s.inbox(LabelInfo, "/edge/r2/ladon/segmentation/label_info", LATCHED_QOS)
-    s.spin_until(lambda: det and seg)
+    cls = s.inbox(LabelInfo, "/r1/ladon/classification/label_info", LATCHED_QOS)
+    s.spin_until(lambda: det and seg and cls)
     names = s.model.server.class_names
     assert [c.class_name for c in det[0].class_map] == list(names["detection"])
     assert [c.class_id for c in det[0].class_map] == list(range(len(names["detection"])))
     assert det[0].threshold == pytest.approx(s.threshold, rel=1e-6)
     assert [c.class_name for c in seg[0].class_map] == list(names["segmentation"])
+    assert [c.class_name for c in cls[0].class_map] == list(names["classification"])
 
 
 def test_bad_frames_are_rejected_and_counted(setup):
