@@ -28,7 +28,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE_NAME]),
         ("share/" + PACKAGE_NAME, ["package.xml"]),
-        ("share/" + PACKAGE_NAME + "/launch", ["launch/split.launch.py"]),
+        ("share/" + PACKAGE_NAME + "/launch", sorted(str(p) for p in Path("launch").glob("*.launch.py"))),
         ("share/" + PACKAGE_NAME + "/config", sorted(str(p) for p in Path("config").glob("*.yaml"))
          + sorted(str(p) for p in Path("config").glob("*.xml"))),
         ("share/" + PACKAGE_NAME + "/rviz", ["rviz/split.rviz"]),

@@ -1,8 +1,15 @@
-"""``ladon-launch split``: start the split pipeline as separate processes, like ``launch/split.launch.py``.
+"""``ladon-launch robot|edge|split``: the launch set of ``launch/*.launch.py`` as separate processes.
 
 ``ros2 launch`` cannot be installed from PyPI, so this runner starts the same console scripts with the same params
-file (``config/split.yaml``) and the same arguments, forwards Ctrl-C (SIGINT) to every node and stops them all when
-one of them fails. ``--dry-run`` prints the commands instead.
+file (``config/split.yaml``) and the same launch arguments, given as ``ros2 launch`` takes them
+(``ladon-launch robot namespace:=/robot1 image_topic:=/camera/image_raw image_transport:=compressed``) or as
+``--flags`` (``--image-topic /camera/image_raw``). It sets the shipped Fast DDS profile for large images unless
+the user chose one, forwards Ctrl-C (SIGINT) to every node and stops them all when one of them fails.
+``--dry-run`` prints the commands instead.
+
+- ``robot``: the encoder (and, with ``use_source:=true``, the image source as the camera);
+- ``edge``: the server for the namespaces in ``robots``;
+- ``split``: both in one namespace.
 """
 
 from __future__ import annotations
@@ -19,8 +26,57 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladon.assets import project_dir
+from ladon.assets import DEMO_MODEL_NAME, model_path, project_dir
 from ladon.tasks import TASKS
+
+PIPELINES = ("robot", "edge", "split")
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """One launch argument: the same name, default and meaning in ``launch/<pipeline>.launch.py``."""
+
+    name: str
+    default: str
+    help: str
+    pipelines: tuple[str, ...]
+    kind: type = str
+
+
+_BOTH = ("robot", "edge", "split")
+_ROBOT = ("robot", "split")
+_EDGE = ("edge", "split")
+LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("namespace", "", "namespace of the nodes, e.g. /robot1", _BOTH),
+    LaunchArgument("model", "", "Ladon model file (default: the bundled demo model); the server needs a full one",
+                   _BOTH),
+    LaunchArgument("beta", "0.0", "expected beta of the model (0 = the file's)", _BOTH, float),
+    LaunchArgument("random_weights", "false", "allow random weights when no model is given (testing only)", _BOTH,
+                   bool),
+    LaunchArgument("autostart", "true", "configure and activate the lifecycle nodes at start-up", _BOTH, bool),
+    LaunchArgument("params_file", "", "parameters of all nodes (default: config/split.yaml)", _BOTH),
+    LaunchArgument("log_level", "info", "log level of the nodes", _BOTH),
+    LaunchArgument("image_topic", "image", "camera topic (remapped from 'image')", _BOTH),
+    LaunchArgument("image_transport", "raw", "camera transport: raw or compressed (<image_topic>/compressed)",
+                   _BOTH),
+    LaunchArgument("encoder_device", "cpu", "torch device of the encoder", _ROBOT),
+    LaunchArgument("use_source", "true", "start ladon_image_source as the camera", _ROBOT, bool),
+    LaunchArgument("source", "bundled", "image folder, video file or 'bundled' (the demo images that suit the "
+                   "model)", _ROBOT),
+    LaunchArgument("rate", "2.0", "image source rate (Hz)", _ROBOT, float),
+    LaunchArgument("max_frames", "0", "image source stops after N frames (0 = loop)", _ROBOT, int),
+    LaunchArgument("device", "cpu", "torch device of the server", _EDGE),
+    LaunchArgument("tasks", ",".join(TASKS), "comma-separated tasks the server runs", _EDGE),
+    LaunchArgument("robots", "['']", "robot namespaces the server serves, as a YAML list ('' = its own)",
+                   ("edge",)),
+    LaunchArgument("overlay_background", "mask", "overlay drawn on the coloured 'mask' or the camera 'image'",
+                   _EDGE),
+)
+
+
+def arguments_for(pipeline: str) -> dict[str, LaunchArgument]:
+    """The launch arguments of one pipeline, by name."""
+    return {a.name: a for a in LAUNCH_ARGUMENTS if pipeline in a.pipelines}
 
 
 def config_dir() -> Path:
@@ -44,31 +100,59 @@ def _script(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def split_commands(args: argparse.Namespace) -> list[NodeCommand]:
-    """Command lines of the split pipeline for the parsed ``ladon-launch split`` arguments."""
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def robot_commands(args: argparse.Namespace, base: list[str]) -> list[NodeCommand]:
+    """The image source (if ``use_source``) and the encoder."""
+    model = ["-p", f"model:={args.model}"] if args.model else []
+    commands = []
+    if args.use_source:
+        commands.append(NodeCommand("ladon_image_source", [
+            _script("ladon_image_source"), *base, *model, "-p", f"source:={args.source}", "-p",
+            f"rate_hz:={args.rate}", "-p", f"max_frames:={args.max_frames}", "-p",
+            f"loop:={_bool(not args.max_frames)}", "-r", f"image:={args.image_topic}", *args.source_args]))
+    commands.append(NodeCommand("ladon_encoder", [
+        _script("ladon_encoder"), *base, *model, *_identity(args), "-p", f"device:={args.encoder_device}",
+        "-p", f"image_transport:={args.image_transport}", "-r", f"image:={args.image_topic}", *args.encoder_args]))
+    return commands
+
+
+def edge_commands(args: argparse.Namespace, base: list[str]) -> list[NodeCommand]:
+    """The server."""
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = set(tasks) - set(TASKS)
     if unknown:
         raise SystemExit(f"error: unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
-    base = ["--ros-args", "--params-file", str(args.params_file), "--log-level", args.log_level]
+    model = ["-p", f"model:={args.model}"] if args.model else []
+    robots = ["-p", f"robots:={args.robots}"] if args.pipeline == "edge" else []
+    return [NodeCommand("ladon_server", [
+        _script("ladon_server"), *base, *model, *_identity(args), "-p", f"device:={args.device}", *robots,
+        *[x for t in TASKS for x in ("-p", f"tasks.{t}:={_bool(t in tasks)}")],
+        "-p", f"image_transport:={args.image_transport}", "-p", f"overlay.background:={args.overlay_background}",
+        "-r", f"image:={args.image_topic}", *args.server_args])]
+
+
+def _identity(args: argparse.Namespace) -> list[str]:
+    return ["-p", f"random_weights:={_bool(args.random_weights)}", "-p", f"beta:={float(args.beta)}"]
+
+
+def pipeline_commands(args: argparse.Namespace) -> list[NodeCommand]:
+    """Command lines of ``args.pipeline`` (robot, edge or split) for parsed ``ladon-launch`` arguments."""
+    base = ["--ros-args", "--params-file", str(args.params_file), "--log-level", args.log_level,
+            "-p", f"autostart:={_bool(args.autostart)}"]
     if args.namespace:
         base += ["-r", f"__ns:={args.namespace}"]
-    model = ["-p", f"model:={args.model}"] if args.model else []
-    identity = ["-p", f"random_weights:={'true' if args.random_weights else 'false'}",
-                "-p", f"beta:={float(args.beta)}"]
     commands = []
-    if args.use_source:
-        commands.append(NodeCommand("ladon_image_source", [
-            _script("ladon_image_source"), *base, "-p", f"source:={args.source}", "-p", f"rate_hz:={args.rate}",
-            "-p", f"max_frames:={args.max_frames}", "-p", f"loop:={'false' if args.max_frames else 'true'}",
-            "-r", f"image:={args.image_topic}", *args.source_args]))
-    commands.append(NodeCommand("ladon_encoder", [
-        _script("ladon_encoder"), *base, *model, *identity, "-p", f"device:={args.encoder_device}",
-        "-r", f"image:={args.image_topic}", *args.encoder_args]))
-    commands.append(NodeCommand("ladon_server", [
-        _script("ladon_server"), *base, *model, *identity, "-p", f"device:={args.device}",
-        *[x for t in TASKS for x in ("-p", f"tasks.{t}:={'true' if t in tasks else 'false'}")], *args.server_args]))
+    if args.pipeline in ("robot", "split"):
+        commands += robot_commands(args, base)
+    if args.pipeline in ("edge", "split"):
+        commands += edge_commands(args, base)
     return commands
+
+
+split_commands = pipeline_commands  # the name the demo and the benchmark use
 
 
 def run(commands: Sequence[NodeCommand], env: dict[str, str] | None = None, stop_after: float | None = None,
@@ -112,50 +196,93 @@ def run(commands: Sequence[NodeCommand], env: dict[str, str] | None = None, stop
     return exit_code
 
 
+def uses_fast_dds(env: dict[str, str]) -> bool:
+    """True when the nodes will run Fast DDS (the default RMW of Humble, Jazzy and Kilted)."""
+    return env.get("RMW_IMPLEMENTATION", "") in ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
+
+
 def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the nodes: the Fast DDS shared-memory profile unless the user chose one."""
+    """Environment for the nodes: the Fast DDS shared-memory profile for large images, unless the user chose a
+    profile or another RMW."""
     env = dict(os.environ if base is None else base)
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds_shm.xml"))
+    if uses_fast_dds(env):
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds_shm.xml"))
     return env
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ladon-launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="pipeline", required=True)
-    split = sub.add_parser("split", help="image source (optional) + encoder + server, like split.launch.py")
-    split.add_argument("--namespace", default="", help="robot namespace, e.g. /robot1")
-    split.add_argument("--model", default="", help="Ladon model file (the server needs a full one)")
-    split.add_argument("--beta", type=float, default=0.0, help="expected beta of the model (0 = the file's)")
-    split.add_argument("--device", default="cpu", help="torch device of the server")
-    split.add_argument("--encoder-device", default="cpu", help="torch device of the encoder")
-    split.add_argument("--image-topic", default="image", help="camera topic the encoder subscribes to")
-    split.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks the server runs")
-    split.add_argument("--use-source", type=lambda s: s.lower() in ("1", "true", "yes"), default=True,
-                       help="start ladon_image_source as the camera (true/false)")
-    split.add_argument("--source", default="bundled", help="image folder, video file or 'bundled'")
-    split.add_argument("--rate", type=float, default=2.0, help="image source rate (Hz)")
-    split.add_argument("--max-frames", type=int, default=0, help="image source stops after N frames (0 = loop)")
-    split.add_argument("--random-weights", action="store_true", help="allow random weights (testing only)")
-    split.add_argument("--params-file", default=None, help="parameters file (default: config/split.yaml)")
-    split.add_argument("--log-level", default="info")
-    split.add_argument("--source-arg", dest="source_args", action="append", default=[],
-                       help="extra --ros-args item for the image source, e.g. --source-arg=-p=min_subscribers:=2")
-    split.add_argument("--encoder-arg", dest="encoder_args", action="append", default=[],
-                       help="extra --ros-args item for the encoder, e.g. --encoder-arg=-p=max_payload_bytes:=0")
-    split.add_argument("--server-arg", dest="server_args", action="append", default=[],
-                       help="extra --ros-args item for the server (repeatable)")
-    split.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    helps = {"robot": "encoder (+ image source), like robot.launch.py", "edge": "server, like edge.launch.py",
+             "split": "image source (optional) + encoder + server, like split.launch.py"}
+    for pipeline in PIPELINES:
+        p = sub.add_parser(pipeline, help=helps[pipeline], description=f"{helps[pipeline]}. Launch arguments "
+                           "(name:=value or --name value): " + "; ".join(
+                               f"{a.name} ({a.help}, default {a.default!r})" for a in arguments_for(pipeline).values()))
+        p.add_argument("assignments", nargs="*", metavar="name:=value", help="launch arguments, as for ros2 launch")
+        for arg in arguments_for(pipeline).values():
+            if arg.kind is bool and arg.name == "random_weights":
+                p.add_argument(_flag(arg.name), dest=arg.name, action="store_const", const="true", default=None,
+                               help=arg.help)
+            else:
+                p.add_argument(_flag(arg.name), dest=arg.name, default=None, help=f"{arg.help} (default "
+                               f"{arg.default!r})")
+        if pipeline in _ROBOT:
+            p.add_argument("--source-arg", dest="source_args", action="append", default=[],
+                           help="extra --ros-args item for the image source, e.g. --source-arg=-p=min_subscribers:=2")
+            p.add_argument("--encoder-arg", dest="encoder_args", action="append", default=[],
+                           help="extra --ros-args item for the encoder, e.g. --encoder-arg=-p=max_payload_bytes:=0")
+        if pipeline in _EDGE:
+            p.add_argument("--server-arg", dest="server_args", action="append", default=[],
+                           help="extra --ros-args item for the server (repeatable)")
+        p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     return parser
 
 
+def _convert(arg: LaunchArgument, value: str, parser: argparse.ArgumentParser):
+    if arg.kind is bool:
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            parser.error(f"launch argument {arg.name} must be true or false, got {value!r}")
+        return lowered in ("true", "1", "yes")
+    try:
+        return arg.kind(value)
+    except ValueError:
+        parser.error(f"launch argument {arg.name} must be a {arg.kind.__name__}, got {value!r}")
+        raise  # unreachable: parser.error exits
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``ladon-launch`` arguments and resolve defaults (params file, extra ``--ros-args`` items)."""
-    args = build_parser().parse_args(argv)
-    if args.params_file is None:
-        args.params_file = str(config_dir() / "split.yaml")
+    """Parse ``ladon-launch`` arguments (``name:=value`` items override ``--flags``) and resolve defaults: the
+    params file, the bundled demo model, extra ``--ros-args`` items."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    known = arguments_for(args.pipeline)
+    for item in args.assignments:
+        name, sep, value = item.partition(":=")
+        if not sep:
+            parser.error(f"expected name:=value, got {item!r}")
+        if name not in known:
+            parser.error(f"unknown launch argument {name!r} for {args.pipeline}; known: {', '.join(known)}")
+        setattr(args, name, value)
+    for name, arg in known.items():
+        value = getattr(args, name)
+        setattr(args, name, _convert(arg, arg.default if value is None else value, parser))
     for name in ("source_args", "encoder_args", "server_args"):
-        setattr(args, name, [x for item in getattr(args, name) for x in item.split("=", 1)])
+        setattr(args, name, [x for item in getattr(args, name, []) for x in item.split("=", 1)])
+    for name, arg in arguments_for("split").items():  # the other pipelines' fields, for one command builder
+        if not hasattr(args, name):
+            setattr(args, name, _convert(arg, arg.default, parser))
+    if not args.params_file:
+        args.params_file = str(config_dir() / "split.yaml")
+    if not args.model and not args.random_weights:
+        demo = model_path(DEMO_MODEL_NAME)
+        args.model = str(demo) if demo is not None else ""
     return args
 
 
@@ -163,9 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``ladon-launch``."""
     args = parse_args(argv)
     if not args.model and not args.random_weights:
-        print("error: --model is required (or --random-weights for testing)", file=sys.stderr)
+        print("error: model:=FILE is required (the bundled demo model was not found), or random_weights:=true "
+              "for testing", file=sys.stderr)
         return 2
-    commands = split_commands(args)
+    commands = pipeline_commands(args)
     if args.dry_run:
         for c in commands:
             print(shlex.join(c.argv))
