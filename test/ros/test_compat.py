@@ -55,6 +55,20 @@ HUMBLE_RUN = HUMBLE.replace('print("humble-ok")', textwrap.dedent("""
     while node.subscription is None and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.1)
     assert node.subscription is not None, "no image subscription by polling"
+
+    # The server's lazy overlay camera input polls too.
+    from sensor_msgs.msg import Image
+    server = ladon_server_node.node.LadonServerNode(namespace="/humble_edge", parameter_overrides=[
+        Parameter("model", value=sys.argv[1]), Parameter("overlay.background", value="image"),
+        Parameter("torch_threads", value=1)])
+    executor.add_node(server)
+    camera = server.robots[0].camera
+    assert not camera.subscribed
+    client.create_subscription(Image, "/humble_edge/ladon/overlay", lambda m: None, 10)
+    deadline = time.monotonic() + 60
+    while not camera.subscribed and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.1)
+    assert camera.subscribed, "no overlay camera subscription by polling"
     print("humble-ok")
 """))
 
@@ -69,7 +83,7 @@ def test_the_nodes_import_with_humbles_module_layout() -> None:
     assert proc.stdout.strip().endswith("humble-ok")
 
 
-def test_the_encoder_runs_lazily_by_polling_with_humbles_layout(tiny_model_file) -> None:
+def test_the_nodes_run_lazily_by_polling_with_humbles_layout(tiny_model_file) -> None:
     proc = subprocess.run([sys.executable, "-c", HUMBLE_RUN, str(tiny_model_file)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
