@@ -231,10 +231,3 @@ def load_model_part(node: Node, params: ModelParameters) -> Any:
     identity = model if params.part == "encoder" else model.server
     check_model_identity(identity.model_id, identity.beta, params.model_id, params.beta)
     return model
-
-
-def declare_model(node: Node, part: str, *, default_threads: int) -> tuple[Any, str]:
-    """Declare the shared model parameters (:func:`declare_model_parameters`) and load the ``part`` they name
-    (:func:`load_model_part`). Returns it and the device."""
-    params = declare_model_parameters(node, part, default_threads=default_threads)
-    return load_model_part(node, params), params.device
