@@ -15,6 +15,7 @@ the user chose one, forwards Ctrl-C (SIGINT) to every node and stops them all wh
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shlex
 import signal
@@ -155,36 +156,75 @@ def pipeline_commands(args: argparse.Namespace) -> list[NodeCommand]:
 split_commands = pipeline_commands  # the name the demo and the benchmark use
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGINT (a clean shutdown) when the runner dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    except (OSError, AttributeError):  # not Linux: children outlive a SIGKILLed runner
+        pass
+
+
+PR_SET_PDEATHSIG = 1
+MAX_RESPAWN_DELAY_S = 10.0
+
+
 def run(commands: Sequence[NodeCommand], env: dict[str, str] | None = None, stop_after: float | None = None,
-        stop: threading.Event | None = None) -> int:
-    """Run the processes until Ctrl-C (main thread), ``stop`` is set, a node fails, or ``stop_after`` seconds pass;
-    then stop them all cleanly (SIGINT, then kill after 10 s). Returns the first failing node's exit code, else 0."""
+        stop: threading.Event | None = None, respawn: int = 0, respawn_delay_s: float = 1.0) -> int:
+    """Run the processes until Ctrl-C or SIGTERM (main thread), ``stop`` is set, a node fails for good, or
+    ``stop_after`` seconds pass; then stop them all cleanly (SIGINT, then kill after 10 s).
+
+    A node that exits with an error is started again up to ``respawn`` times, after ``respawn_delay_s`` doubling per
+    restart (at most 10 s), each restart logged; when it has none left the others are stopped. Children get SIGINT
+    when the runner dies, even by SIGKILL (Linux), so no node is left orphaned. Returns the exit code of the node
+    that failed for good, else 0."""
     stop = stop or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    procs = [(c.name, subprocess.Popen(c.argv, env=env)) for c in commands]
+
+    def start(command: NodeCommand) -> subprocess.Popen:
+        return subprocess.Popen(command.argv, env=env, preexec_fn=_die_with_parent)
+
+    procs = {c.name: start(c) for c in commands}
+    by_name = {c.name: c for c in commands}
+    restarts = dict.fromkeys(procs, 0)
+    restart_at: dict[str, float] = {}
     exit_code = 0
-    start = time.monotonic()
+    begin = time.monotonic()
     try:
         while not stop.is_set():
-            failed = [(n, p.returncode) for n, p in procs if p.poll() is not None and p.returncode != 0]
-            if failed:
-                name, code = failed[0]
-                print(f"[ladon-launch] {name} exited with code {code}; stopping the others", file=sys.stderr)
-                exit_code = code
+            now = time.monotonic()
+            for name, p in procs.items():
+                if p.poll() is None or p.returncode == 0 or name in restart_at:
+                    continue
+                if restarts[name] >= respawn:
+                    print(f"[ladon-launch] {name} exited with code {p.returncode}"
+                          + (f" after {respawn} restart(s)" if respawn else "") + "; stopping the others",
+                          file=sys.stderr)
+                    exit_code = p.returncode
+                    break
+                delay = min(MAX_RESPAWN_DELAY_S, respawn_delay_s * 2 ** restarts[name])
+                restarts[name] += 1
+                restart_at[name] = now + delay
+                print(f"[ladon-launch] {name} exited with code {p.returncode}; restart {restarts[name]}/{respawn} "
+                      f"in {delay:g} s", file=sys.stderr)
+            if exit_code:
                 break
-            if all(p.poll() is not None for _, p in procs):
+            for name in [n for n, at in restart_at.items() if at <= now]:
+                del restart_at[name]
+                procs[name] = start(by_name[name])
+            if not restart_at and all(p.poll() is not None for p in procs.values()):
                 break
-            if stop_after is not None and time.monotonic() - start > stop_after:
+            if stop_after is not None and now - begin > stop_after:
                 break
             time.sleep(0.1)
     finally:
-        for _, p in procs:
+        for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 10.0
-        for name, p in procs:
+        for name, p in procs.items():
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -240,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
         if pipeline in _EDGE:
             p.add_argument("--server-arg", dest="server_args", action="append", default=[],
                            help="extra --ros-args item for the server (repeatable)")
+        p.add_argument("--respawn", type=int, default=3, metavar="N",
+                       help="restart a node that exits with an error up to N times, with back-off (3; 0 = never)")
+        p.add_argument("--respawn-delay", type=float, default=1.0, metavar="S",
+                       help="seconds before the first restart, doubling per restart up to 10 (1.0)")
         p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     return parser
 
@@ -298,7 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for c in commands:
             print(shlex.join(c.argv))
         return 0
-    return run(commands, env=launch_env())
+    if args.respawn < 0 or args.respawn_delay < 0:
+        print("error: --respawn and --respawn-delay must be >= 0", file=sys.stderr)
+        return 2
+    return run(commands, env=launch_env(), respawn=args.respawn, respawn_delay_s=args.respawn_delay)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -192,6 +194,55 @@ def test_run_stops_after_the_time_limit_and_passes_the_environment(tmp_path):
     assert launcher.run([launcher.NodeCommand("w", writer)], env={"LADON_X": "42"}, stop_after=1.5) == 0
     assert time.monotonic() - start < 8.0
     assert out.read_text() == "42"
+
+
+def test_a_crashing_node_is_respawned_with_back_off_then_given_up(tmp_path, capsys):
+    count = tmp_path / "starts"
+    crasher = [sys.executable, "-c", f"open({str(count)!r}, 'a').write('x'); import sys; sys.exit(5)"]
+    start = time.monotonic()
+    code = launcher.run([launcher.NodeCommand("sleeper", SLEEPER), launcher.NodeCommand("crasher", crasher)],
+                        respawn=2, respawn_delay_s=0.2)
+    assert code == 5 and count.read_text() == "xxx"  # first start + 2 restarts
+    assert time.monotonic() - start >= 0.2 + 0.4  # the delay doubles
+    err = capsys.readouterr().err
+    assert "restart 1/2 in 0.2 s" in err and "restart 2/2 in 0.4 s" in err and "after 2 restart(s)" in err
+
+
+def test_a_respawned_node_that_recovers_keeps_the_launch_running(tmp_path):
+    marker = tmp_path / "crashed_once"
+    flaky = [sys.executable, "-c", f"import os, sys, time\nif not os.path.exists({str(marker)!r}):\n"
+             f"    open({str(marker)!r}, 'w').close(); sys.exit(1)\ntime.sleep(30)"]
+    assert launcher.run([launcher.NodeCommand("flaky", flaky)], respawn=1, respawn_delay_s=0.1, stop_after=2.0) == 0
+    assert marker.exists()
+
+
+def test_killing_the_runner_stops_its_nodes(tmp_path):
+    pids = tmp_path / "pids"
+    child = (f"import os, time; open({str(pids)!r}, 'a').write(str(os.getpid()) + '\\n'); time.sleep(60)")
+    runner = (f"import sys; from ladon_ros import launcher; "
+              f"launcher.run([launcher.NodeCommand('a', [sys.executable, '-c', {child!r}]), "
+              f"launcher.NodeCommand('b', [sys.executable, '-c', {child!r}])])")
+    proc = subprocess.Popen([sys.executable, "-c", runner])
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: the runner cannot clean up; the kernel tells the children
+    proc.wait()
+    deadline = time.monotonic() + 10
+    for pid in map(int, pids.read_text().split()):
+        while _alive(pid):
+            assert time.monotonic() < deadline, f"node {pid} outlived its SIGKILLed runner"
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
 # --------------------------------------------------------------------------------------------- split.yaml
