@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ladon import load_model
-from ladon.evaluation.evaluate import equal_rate_cell
+from ladon.evaluation.report import equal_rate_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = {"models/demo.pt": "runs/offline/ladon_beta1.28", "models/demo_beta10.24.pt": "runs/offline/ladon_beta10.24"}

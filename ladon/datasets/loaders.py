@@ -1,7 +1,15 @@
 """Torch data sets over the standard on-disk layouts (ImageFolder, COCO json, PASCAL VOC), for real data and for
-``ladon-shapes`` alike.
+``ladon-shapes`` alike, and the data set specs that training and evaluation configs share.
 
-Every image is returned as an HxWx3 uint8 RGB numpy array; preprocessing and augmentation are the caller's job.
+Every image is returned as an HxWx3 uint8 RGB numpy array; preprocessing and augmentation are the caller's job
+(:mod:`ladon.train.transforms`).
+
+A data set spec (``data.NAME`` of a training config, ``data.TASK`` of an evaluation config) is a mapping with a
+``type`` and that type's keys (:data:`DATASET_KEYS`): ``imagefolder``: ``root, split``; ``coco``: ``images_dir,
+ann_file``; ``voc``: ``root, split``; ``coco_segmentation``: ``images_dir, ann_file`` and optionally
+``category_map`` (COCO category id -> class id; ``voc``: the 20 VOC categories, :data:`VOC_CATEGORY_MAP`; default:
+the category ids themselves) and ``min_area`` (keep images whose mapped annotations cover more than this many
+pixels; the torchvision/authors' COCO-to-VOC rule uses 1000). :func:`build_raw_dataset` builds one.
 """
 
 from __future__ import annotations
@@ -15,13 +23,31 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from ..errors import InvalidImageError
+from ..errors import InvalidImageError, LadonError
 from ..image_io import read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IGNORE_INDEX = 255
+"""Mask value of pixels that no loss or metric counts (VOC borders, overlapping COCO instances, padding)."""
+DATASET_TYPES = {"imagefolder": "classification", "coco": "detection", "voc": "segmentation",
+                 "coco_segmentation": "segmentation"}
+"""Data set type -> the task it serves."""
+DATASET_KEYS = {"imagefolder": ("root", "split"), "coco": ("images_dir", "ann_file"), "voc": ("root", "split"),
+                "coco_segmentation": ("images_dir", "ann_file", "category_map", "min_area")}
+"""Data set type -> the keys of its spec besides ``type`` (``category_map`` and ``min_area`` are optional)."""
+_OPTIONAL_KEYS = {"category_map", "min_area"}
+
+VOC_CATEGORY_MAP = {5: 1, 2: 2, 16: 3, 9: 4, 44: 5, 6: 6, 3: 7, 17: 8, 62: 9, 21: 10, 67: 11, 18: 12, 19: 13, 4: 14,
+                    1: 15, 64: 16, 20: 17, 63: 18, 7: 19, 72: 20}
+"""COCO category id -> VOC class id (torchvision's segmentation references ``CAT_LIST``, as the authors used)."""
+
+
+class DatasetSpecError(LadonError):
+    """A data set spec has an unknown type or lacks a key its type needs."""
 
 
 class ImageFolderClassification(Dataset):
@@ -122,6 +148,78 @@ class VOCSegmentation(Dataset):
         if mask.shape != image.shape[:2]:
             raise InvalidImageError(f"{mask_path}: mask is {mask.shape}, image {image_path} is {image.shape[:2]}")
         return image, mask
+
+
+class CocoSegmentation(Dataset):
+    """COCO instance annotations rendered as class-id masks: ``(image, HxW uint8 mask)``.
+
+    Pixels of overlapping instances are set to 255 (ignored), as in torchvision's ``ConvertCocoPolysToMask``.
+    """
+
+    def __init__(self, images_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str],
+                 category_map: dict[int, int] | None = None, min_area: float = 0.0) -> None:
+        self.images_dir = Path(images_dir)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO(os.fspath(ann_file))
+        self.category_map = ({int(k): int(v) for k, v in category_map.items()} if category_map is not None
+                             else {int(c): int(c) for c in self.coco.getCatIds()})
+        self.ids = []
+        for image_id in sorted(self.coco.imgs):
+            anns = [a for a in self.coco.imgToAnns[image_id] if a["category_id"] in self.category_map]
+            if anns and sum(a["area"] for a in anns) > min_area:
+                self.ids.append(image_id)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_id = self.ids[index]
+        info = self.coco.imgs[image_id]
+        image = read_image(self.images_dir / info["file_name"])
+        h, w = image.shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        count = np.zeros((h, w), np.uint8)
+        for ann in self.coco.imgToAnns[image_id]:
+            class_id = self.category_map.get(ann["category_id"])
+            if class_id is None:
+                continue
+            segmentation = ann["segmentation"]
+            if isinstance(segmentation, list):
+                rles = mask_utils.frPyObjects(segmentation, h, w)
+                rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
+            elif isinstance(segmentation["counts"], list):
+                rle = mask_utils.frPyObjects(segmentation, h, w)
+            else:
+                rle = segmentation
+            m = mask_utils.decode(rle).astype(bool)
+            mask[m] = np.maximum(mask[m], class_id)
+            count[m] += 1
+        mask[count > 1] = IGNORE_INDEX
+        return image, mask
+
+
+def build_raw_dataset(spec: dict[str, Any]) -> Dataset:
+    """The unaugmented data set of a spec (see the module docstring): items are ``(RGB image, target)``.
+
+    Only ``type`` and the type's :data:`DATASET_KEYS` are read; checking for other keys is the caller's job (a
+    training spec also holds augmentation keys).
+    """
+    kind = spec.get("type")
+    if kind not in DATASET_KEYS:
+        raise DatasetSpecError(f"data set 'type' must be one of {', '.join(DATASET_KEYS)}, got {kind!r}")
+    missing = [key for key in DATASET_KEYS[kind] if key not in _OPTIONAL_KEYS and key not in spec]
+    if missing:
+        raise DatasetSpecError(f"data set type {kind} needs {', '.join(missing)}")
+    if kind == "imagefolder":
+        return ImageFolderClassification(spec["root"], spec["split"])
+    if kind == "coco":
+        return CocoDetection(spec["images_dir"], spec["ann_file"])
+    if kind == "voc":
+        return VOCSegmentation(spec["root"], spec["split"])
+    category_map = spec.get("category_map")
+    return CocoSegmentation(spec["images_dir"], spec["ann_file"],
+                            VOC_CATEGORY_MAP if category_map == "voc" else category_map,
+                            float(spec.get("min_area", 0.0)))
 
 
 def collate_list(batch: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:

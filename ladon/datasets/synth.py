@@ -45,8 +45,8 @@ from pycocotools import mask as mask_utils
 from .._cli_common import main_for
 from ..assets import SHAPES_CLASSES
 from ..errors import LadonError
-from ..evaluation.metrics import SegmentationMetric
 from ..image_io import write_image
+from ..segmentation_metric import SegmentationMetric
 from ..visualize import palette
 
 HELP = "generate the offline multi-task dataset (ladon-shapes)"

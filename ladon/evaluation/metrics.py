@@ -1,13 +1,9 @@
-"""Task metrics (top-k accuracy, COCO box AP, segmentation mIoU), rate statistics of packets, and the JPEG/WebP
-input-compression baseline.
+"""Task metrics (top-k accuracy, COCO box AP), rate statistics of packets, and the JPEG/WebP input-compression
+baseline. The segmentation metric (confusion matrix, mIoU) is :class:`ladon.segmentation_metric.SegmentationMetric`.
 
 Conventions:
 
 * accuracies, AP and IoU are fractions in [0, 1] (not percent);
-* mIoU follows torchvision's reference ``ConfusionMatrix``: IoU of class c = TP / (TP + FP + FN) from a confusion
-  matrix over all non-ignored pixels, and the mean is taken over the classes that occur in the ground truth or the
-  prediction (classes absent from both have no IoU, 0/0, and are skipped). When every class occurs, as on PASCAL VOC
-  val, this equals torchvision's plain mean over all classes;
 * rates: a KB is 1024 bytes; bpp is payload bits per pixel of the ORIGINAL image (before the model's resize/pad).
 """
 
@@ -21,24 +17,18 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..errors import InvalidImageError, LadonError
 from ..geometry import check_rgb8
 from ..packet import Packet
+from ..segmentation_metric import as_numpy
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 """Names of ``COCOeval.stats`` in order (AP over IoU 0.50:0.95, at 0.50, at 0.75, small/medium/large; AR@1/10/100,
 small/medium/large)."""
 INPUT_CODECS = {"jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY)}
-
-
-def _as_numpy(values: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().numpy()
-    return np.asarray(values)
 
 
 # ------------------------------------------------------------------------------------------- classification
@@ -48,8 +38,8 @@ def topk_accuracy(scores_or_ranked: Any, targets: Any, ks: Sequence[int] = (1, 5
     ``scores_or_ranked`` is either (N, C) float scores/logits (ranked here) or (N, K) integer class ids already
     ranked best first (e.g. ``Result.classification`` ids). A ``k`` larger than C (or K) counts all of them.
     """
-    predictions = _as_numpy(scores_or_ranked)
-    truth = _as_numpy(targets).reshape(-1)
+    predictions = as_numpy(scores_or_ranked)
+    truth = as_numpy(targets).reshape(-1)
     if predictions.ndim != 2 or predictions.shape[0] != truth.shape[0]:
         raise LadonError(f"expected (N, C) scores or (N, K) ranked ids for {truth.shape[0]} targets, "
                          f"got shape {predictions.shape}")
@@ -101,64 +91,6 @@ def coco_box_ap(predictions: Sequence[Mapping[str, Any]], coco_gt: COCO | str | 
         evaluator.accumulate()
         evaluator.summarize()
     return {name: float(value) for name, value in zip(COCO_STAT_NAMES, evaluator.stats)}
-
-
-# --------------------------------------------------------------------------------------------- segmentation
-class SegmentationMetric:
-    """Accumulates a confusion matrix over class-id masks; gives per-class IoU, mIoU and pixel accuracy.
-
-    Rows are ground-truth classes, columns predicted classes. Pixels whose target is ``ignore_index`` are skipped;
-    any other target or prediction outside ``0..num_classes-1`` is an error.
-    """
-
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
-        if num_classes < 1:
-            raise LadonError(f"num_classes must be positive, got {num_classes}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.confusion = np.zeros((num_classes, num_classes), np.int64)
-
-    def reset(self) -> None:
-        """Forget every pixel seen so far."""
-        self.confusion[:] = 0
-
-    def update(self, prediction: Any, target: Any) -> None:
-        """Add predicted and ground-truth class-id masks of the same shape (one mask or a batch)."""
-        predicted, truth = _as_numpy(prediction), _as_numpy(target)
-        if predicted.shape != truth.shape:
-            raise LadonError(f"prediction shape {predicted.shape} differs from target shape {truth.shape}")
-        predicted, truth = predicted.astype(np.int64).reshape(-1), truth.astype(np.int64).reshape(-1)
-        kept = truth != self.ignore_index
-        predicted, truth = predicted[kept], truth[kept]
-        for name, values in (("target", truth), ("prediction", predicted)):
-            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
-                raise LadonError(f"{name} has class ids outside 0..{self.num_classes - 1} "
-                                 f"(and not the ignore index {self.ignore_index})")
-        counts = np.bincount(truth * self.num_classes + predicted, minlength=self.num_classes**2)
-        self.confusion += counts.reshape(self.num_classes, self.num_classes)
-
-    def iou(self) -> np.ndarray:
-        """Per-class IoU (float64, nan for classes absent from both ground truth and prediction)."""
-        true_positive = np.diag(self.confusion).astype(np.float64)
-        union = self.confusion.sum(axis=0) + self.confusion.sum(axis=1) - true_positive
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return true_positive / union
-
-    def mean_iou(self) -> float:
-        """Mean IoU over the classes present in ground truth or prediction (nan before any pixel)."""
-        per_class = self.iou()
-        present = ~np.isnan(per_class)
-        return float(per_class[present].mean()) if present.any() else float("nan")
-
-    def pixel_accuracy(self) -> float:
-        """Fraction of non-ignored pixels classified correctly (nan before any pixel)."""
-        total = int(self.confusion.sum())
-        return float(np.trace(self.confusion) / total) if total else float("nan")
-
-    def as_dict(self) -> dict[str, Any]:
-        """``{"mIoU", "pixel_accuracy", "iou": per-class list (None where absent)}`` for logs and JSON."""
-        return {"mIoU": self.mean_iou(), "pixel_accuracy": self.pixel_accuracy(),
-                "iou": [None if np.isnan(v) else float(v) for v in self.iou()]}
 
 
 # --------------------------------------------------------------------------------------------------- rate

@@ -13,7 +13,7 @@ Top-level keys (see ``configs/`` for complete examples)::
     teacher_weights: path.pth                 # teacher file for a1/a2 (torchvision state dict or ours); default:
                                               # OUTPUT_DIR/teacher.pt written by the `teacher` stage
     data:                                     # named training data sets (a stage refers to them by name)
-      NAME: {type: imagefolder | coco | voc | coco_segmentation, ...}   # see ladon.train.data.build_dataset
+      NAME: {type: imagefolder | coco | voc | coco_segmentation, ...}   # see ladon.train.transforms
     teacher: {datasets: [NAME, ...], ...}     # one section per stage in `stages`
     a1: {dataset: NAME, ...}
     a2: {dataset: NAME, ...}
@@ -37,12 +37,10 @@ from typing import Any
 
 import yaml
 
+from ..datasets.loaders import DATASET_TYPES
 from ..errors import LadonError
 
 STAGES = ("teacher", "a1", "a2", "b", "c")
-DATASET_TYPES = {"imagefolder": "classification", "coco": "detection", "voc": "segmentation",
-                 "coco_segmentation": "segmentation"}
-"""Data set type -> the task it trains."""
 
 
 class TrainConfigError(LadonError):

@@ -33,9 +33,10 @@ from torch.optim.lr_scheduler import ConstantLR, LRScheduler, MultiStepLR, Polyn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ..device import resolve_device
 from ..errors import CheckpointError
 from .config import OptimizerConfig, SchedulerConfig, TrainConfigError
-from .data import COLLATE, TransformedDataset
+from .transforms import COLLATE, TransformedDataset
 
 
 @dataclass
@@ -68,20 +69,6 @@ class Runtime:
         """Wait for every process (no-op when not distributed)."""
         if self.distributed:
             dist.barrier()
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: ``cuda`` if available, else ``cpu``; a bare ``cuda`` means ``cuda:LOCAL_RANK`` (torchrun)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainConfigError(f"device {name!r} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    return device
 
 
 def setup_runtime(output_dir: str | os.PathLike[str], device: str, *, seed: int = 0, num_workers: int = 0,

@@ -19,11 +19,11 @@ import yaml
 
 from ..errors import LadonError
 from ..model import LadonConfig, LadonModel, load_model
+from ..teacher import TeacherModel, load_teacher, save_teacher
 from .config import STAGES, TrainConfig, TrainConfigError, load_config
-from .data import TransformedDataset, build_dataset
 from .engine import Runtime, epoch_seed, setup_runtime, teardown_runtime
 from .stages import train_a1_feature_distillation, train_a2_kd, train_b_detection, train_c_segmentation, train_teacher
-from .teacher import TeacherModel, load_teacher, save_teacher
+from .transforms import TransformedDataset, build_dataset
 
 MODEL_FILE = "model.pt"
 TEACHER_FILE = "teacher.pt"
@@ -106,10 +106,12 @@ def _run_stages(config: TrainConfig, model: LadonModel, rt: Runtime) -> None:
             train_c_segmentation(model, [dataset(sub.dataset) for sub in cfg.stages], cfg, rt)
 
 
-def build_parser() -> argparse.ArgumentParser:
+DESCRIPTION = ("Train a Ladon model from a YAML config (stages teacher, a1, a2, b, c; see ladon/train/config.py and "
+               "configs/).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ladon train``."""
-    parser = argparse.ArgumentParser(prog="ladon train", description="Train a Ladon model from a YAML config "
-                                     "(stages teacher, a1, a2, b, c; see ladon/train/config.py and configs/).")
     parser.add_argument("config", help="training config (YAML)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the {stage}_last.pt checkpoints in the output folder")
@@ -119,21 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", help="override output_dir")
     parser.add_argument("--device", help="override device (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--max-steps", type=int, help="cap every stage at this many optimizer steps (smoke runs)")
-    return parser
 
 
-def train_main(argv: Sequence[str] | None = None) -> int:
-    """``ladon train`` / ``python -m ladon.train``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        config = load_config(args.config).with_overrides(
-            output_dir=args.output_dir, device=args.device, max_steps=args.max_steps,
-            stages=tuple(s.strip() for s in args.stages.split(",")) if args.stages else None)
-        path = run_pipeline(config, resume=args.resume)
-    except (LadonError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+def run(args: argparse.Namespace) -> int:
+    """Run parsed ``ladon train`` options; returns 0. Bad configs and files raise :class:`~ladon.errors.LadonError`
+    subclasses (or ``OSError``)."""
+    config = load_config(args.config).with_overrides(
+        output_dir=args.output_dir, device=args.device, max_steps=args.max_steps,
+        stages=tuple(s.strip() for s in args.stages.split(",")) if args.stages else None)
+    path = run_pipeline(config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {path}")
     return 0
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The stand-alone parser of ``ladon train`` / ``python -m ladon.train``."""
+    parser = argparse.ArgumentParser(prog="ladon train", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``ladon train`` / ``python -m ladon.train``; returns the exit status (errors: one ``error:`` line, 2)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (LadonError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

@@ -35,9 +35,10 @@ from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 
 from ..backbones import backbone_spec
+from ..datasets.loaders import IGNORE_INDEX
 from ..model import LadonModel, load_exact
+from ..teacher import TeacherModel
 from .config import StageConfig, TrainConfigError
-from .data import IGNORE_INDEX, TransformedDataset
 from .engine import (
     EpochLoader,
     Loop,
@@ -48,7 +49,7 @@ from .engine import (
     set_trainable,
     wrap_ddp,
 )
-from .teacher import TeacherModel
+from .transforms import TransformedDataset
 
 
 # ------------------------------------------------------------------------------------------------ helpers

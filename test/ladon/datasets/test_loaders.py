@@ -1,4 +1,5 @@
-"""Data sets over ImageFolder, COCO and VOC layouts, on a tiny ladon-shapes set and on hand-made real layouts."""
+"""Data sets over ImageFolder, COCO and VOC layouts, on a tiny ladon-shapes set and on hand-made real layouts, and
+the data set specs of training and evaluation configs."""
 
 from __future__ import annotations
 
@@ -10,11 +11,22 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
-from ladon.datasets.loaders import CocoDetection, ImageFolderClassification, VOCSegmentation, collate_list
+from ladon.datasets.loaders import (
+    IGNORE_INDEX,
+    VOC_CATEGORY_MAP,
+    CocoDetection,
+    CocoSegmentation,
+    DatasetSpecError,
+    ImageFolderClassification,
+    VOCSegmentation,
+    build_raw_dataset,
+    collate_list,
+)
 from ladon.datasets.synth import CLASS_NAMES, scene_label, split_counts, write_dataset
-from ladon.image_io import read_image
+from ladon.image_io import read_image, write_image
 
 N, SIZE = 12, 64
 TRAIN = split_counts(N)["train"]
@@ -113,6 +125,69 @@ def test_voc_segmentation_on_the_voc_layout_keeps_255(tmp_path: Path) -> None:
     (tmp_path / "ImageSets" / "Segmentation" / "train.txt").write_text("missing\n")
     with pytest.raises(FileNotFoundError):
         VOCSegmentation(tmp_path, "train")
+
+
+def test_coco_segmentation_of_shapes_equals_its_voc_masks(shapes: Path) -> None:
+    dataset = CocoSegmentation(shapes / "images" / "train", shapes / "annotations" / "instances_train.json")
+    voc = VOCSegmentation(shapes, "train")
+    voc_masks = {int(image_id): voc[i][1] for i, image_id in enumerate(voc.ids)}
+    assert 0 < len(dataset) <= TRAIN
+    for index, image_id in enumerate(dataset.ids):
+        image, mask = dataset[index]
+        assert image.shape == (SIZE, SIZE, 3) and mask.dtype == np.uint8
+        np.testing.assert_array_equal(mask, voc_masks[image_id])  # visible pixels do not overlap
+
+
+def test_coco_segmentation_maps_categories_ignores_overlaps_and_filters_by_area(tmp_path: Path) -> None:
+    write_image(tmp_path / "1.png", np.zeros((8, 10, 3), np.uint8))
+    write_image(tmp_path / "2.png", np.zeros((8, 10, 3), np.uint8))
+    dog, car, other = (np.zeros((8, 10), np.uint8) for _ in range(3))
+    dog[1:5, 1:6] = 1
+    car[3:7, 4:9] = 1
+    other[0, :] = 1
+
+    def rle(m: np.ndarray) -> dict:
+        encoded = mask_utils.encode(np.asfortranarray(m))
+        return {"size": encoded["size"], "counts": encoded["counts"].decode("ascii")}
+
+    document = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 10, "height": 8},
+                   {"id": 2, "file_name": "2.png", "width": 10, "height": 8}],
+        "categories": [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}, {"id": 90, "name": "toothbrush"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 18, "area": 20.0, "iscrowd": 0, "segmentation": rle(dog)},
+            {"id": 2, "image_id": 1, "category_id": 3, "area": 20.0, "iscrowd": 0, "segmentation": rle(car)},
+            {"id": 3, "image_id": 1, "category_id": 90, "area": 10.0, "iscrowd": 0, "segmentation": rle(other)},
+            {"id": 4, "image_id": 2, "category_id": 90, "area": 10.0, "iscrowd": 0, "segmentation": rle(other)},
+        ],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(document))
+    spec = {"type": "coco_segmentation", "images_dir": str(tmp_path), "ann_file": str(tmp_path / "ann.json"),
+            "category_map": "voc"}
+    dataset = build_raw_dataset(spec)
+    assert isinstance(dataset, CocoSegmentation) and dataset.ids == [1]  # image 2 has no VOC category
+    _, mask = dataset[0]
+    expected = np.zeros((8, 10), np.uint8)
+    expected[dog == 1] = VOC_CATEGORY_MAP[18]
+    expected[car == 1] = VOC_CATEGORY_MAP[3]
+    expected[(dog == 1) & (car == 1)] = IGNORE_INDEX
+    np.testing.assert_array_equal(mask, expected)
+    assert build_raw_dataset({**spec, "category_map": None}).ids == [1, 2]  # the category ids themselves
+    assert len(build_raw_dataset({**spec, "min_area": 40})) == 0  # 20 + 20 pixels is not more than 40
+
+
+def test_build_raw_dataset_reads_every_type_and_rejects_bad_specs(shapes: Path) -> None:
+    specs = {"imagefolder": ({"root": str(shapes / "imagefolder"), "split": "train"}, ImageFolderClassification),
+             "coco": ({"images_dir": str(shapes / "images" / "train"),
+                       "ann_file": str(shapes / "annotations" / "instances_train.json")}, CocoDetection),
+             "voc": ({"root": str(shapes), "split": "train"}, VOCSegmentation)}
+    for kind, (keys, cls) in specs.items():
+        assert type(build_raw_dataset({"type": kind, **keys})) is cls
+        assert len(build_raw_dataset({"type": kind, **keys, "hflip": 0.5})) == TRAIN  # extra keys: caller's job
+    with pytest.raises(DatasetSpecError, match="'type' must be one of"):
+        build_raw_dataset({"type": "lmdb"})
+    with pytest.raises(DatasetSpecError, match="needs ann_file"):
+        build_raw_dataset({"type": "coco_segmentation", "images_dir": "x"})
 
 
 def test_collate_list_with_a_dataloader(shapes: Path) -> None:

@@ -1,5 +1,5 @@
-"""``ladon eval``: a whole run on a tiny ladon-shapes set with random-weight models, the metric plumbing with a
-ground-truth ("perfect") predictor, class mappings and config validation."""
+"""``ladon eval``: a whole run on a tiny ladon-shapes set with random-weight models, and the loop's metric plumbing
+with a ground-truth ("perfect") predictor."""
 
 from __future__ import annotations
 
@@ -12,29 +12,19 @@ import torch
 import yaml
 
 import ladon
+from ladon.datasets.loaders import build_raw_dataset
 from ladon.datasets.synth import CLASS_NAMES, write_dataset
-from ladon.evaluation.evaluate import (
-    EvalConfigError,
-    Method,
-    build_eval_dataset,
-    check_detection_categories,
-    classification_target_map,
-    config_from_dict,
-    eval_main,
-    evaluate_task,
-    evenly_spaced,
-    load_config,
-)
+from ladon.evaluation.evaluate import eval_main, evaluate_task, evenly_spaced
 from ladon.evaluation.metrics import compress_image
+from ladon.evaluation.predictors import Method
 from ladon.heads import DetectionConfig, SegmentationConfig
 from ladon.preprocess import PreprocessConfig, compute_geometry
 from ladon.results import Classification, Detections, Result, Segmentation
-from ladon.train import TeacherModel, save_teacher
+from ladon.teacher import TeacherModel, save_teacher
 
 SIZE = 64
 BETAS = (1.28, 5.12)
 QUALITIES = [10, 90]
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 DETECTION_CLASSES = ("__background__", *CLASS_NAMES)
 SEGMENTATION_CLASSES = ("background", *CLASS_NAMES)
 
@@ -85,7 +75,7 @@ def full_run(workspace: Path) -> dict:
 
 
 def train_images(workspace: Path) -> list[np.ndarray]:
-    dataset = build_eval_dataset(data_spec(workspace / "data")["detection"])
+    dataset = build_raw_dataset(data_spec(workspace / "data")["detection"])
     return [dataset[i][0] for i in range(len(dataset))]
 
 
@@ -178,7 +168,7 @@ def oracle_method(dataset, task: str) -> Method:
                                            ("detection", {"AP": 1.0, "AP50": 1.0, "AP75": 1.0, "AR100": 1.0}),
                                            ("segmentation", {"mIoU": 1.0, "pixel_accuracy": 1.0})])
 def test_ground_truth_predictions_score_perfectly(workspace, task, expected) -> None:
-    dataset = build_eval_dataset(data_spec(workspace / "data")[task])
+    dataset = build_raw_dataset(data_spec(workspace / "data")[task])
     indices = evenly_spaced(len(dataset), 6)
     (summary,) = evaluate_task(task, dataset, indices, [oracle_method(dataset, task)])
     assert {k: summary[k] for k in expected} == expected and summary["images"] == 6
@@ -186,60 +176,15 @@ def test_ground_truth_predictions_score_perfectly(workspace, task, expected) -> 
 
 
 def test_a_method_without_the_head_is_skipped(workspace) -> None:
-    dataset = build_eval_dataset(data_spec(workspace / "data")["segmentation"])
+    dataset = build_raw_dataset(data_spec(workspace / "data")["segmentation"])
     only_detection = oracle_method(dataset, "detection")
     assert evaluate_task("segmentation", dataset, [0, 1], [only_detection]) == [None]
 
 
-# ---------------------------------------------------------------------------------------- mappings, config
-def test_classification_classes_map_by_name_then_by_index() -> None:
-    assert classification_target_map(["b", "c"], ["c", "a", "b"]) == [2, 0]
-    assert classification_target_map(["n01", "n02"], ["tench", "goldfish"]) == [0, 1]
-    with pytest.raises(EvalConfigError):
-        classification_target_map(["n01", "n02"], ["tench", "goldfish", "shark"])
-
-
-def test_detection_categories_must_name_the_model_classes() -> None:
-    check_detection_categories({1: "Circle", 6: "triangle"}, DETECTION_CLASSES)
-    with pytest.raises(EvalConfigError, match="2 'star'"):
-        check_detection_categories({1: "circle", 2: "star"}, DETECTION_CLASSES)
-    with pytest.raises(EvalConfigError, match="7 'hexagon'"):
-        check_detection_categories({7: "hexagon"}, DETECTION_CLASSES)
-
-
+# ---------------------------------------------------------------------------------------- loop, command line
 def test_evenly_spaced_caps_and_spreads() -> None:
     assert evenly_spaced(5, None) == evenly_spaced(5, 9) == [0, 1, 2, 3, 4]
     assert evenly_spaced(10, 3) == [0, 4, 9]
-
-
-def test_offline_eval_config_lists_the_demo_betas_and_baselines() -> None:
-    config = load_config(CONFIGS / "offline" / "eval.yaml")
-    assert [Path(m.path).parent.name for m in config.models] == [f"ladon_beta{b}" for b in ("1.28", "10.24")]
-    assert all((CONFIGS / "offline" / f"{Path(m.path).parent.name}.yaml").is_file() for m in config.models)
-    assert config.teacher == "runs/offline/teacher/teacher.pt"
-    qualities = (5, 10, 20, 30, 50, 75, 90)
-    assert config.baselines == {"jpeg": qualities, "webp": qualities}
-    assert set(config.data) == {"classification", "detection", "segmentation"}
-    assert all("test" in json.dumps(spec) for spec in config.data.values())
-
-
-@pytest.mark.parametrize("change,message", [
-    ({"extra": 1}, "unknown keys"),
-    ({"teacher": None}, "baselines need 'teacher'"),
-    ({"models": [], "teacher": None, "baselines": {}}, "nothing to evaluate"),
-    ({"data": {"detection": {"type": "voc", "root": "x", "split": "test"}}}, "'type' must be one of coco"),
-    ({"data": {"classification": {"type": "imagefolder", "root": "x", "split": "t", "crop_scale": [0.5, 1]}}},
-     "unknown keys \\['crop_scale'\\]"),
-    ({"baselines": {"png": [10]}}, "unknown keys"),
-    ({"baselines": {"jpeg": [0]}}, "qualities in 1..100"),
-    ({"max_images": 0}, "max_images"),
-])
-def test_invalid_configs_are_rejected(change, message) -> None:
-    valid = {"output": "out", "models": [{"path": "m.pt"}], "teacher": {"path": "t.pt"},
-             "baselines": {"jpeg": [50]}, "data": {"segmentation": {"type": "voc", "root": "x", "split": "test"}}}
-    config_from_dict(valid)
-    with pytest.raises(EvalConfigError, match=message):
-        config_from_dict({**valid, **change})
 
 
 def test_errors_end_with_one_line_and_status_2(tmp_path, capsys) -> None:
@@ -250,28 +195,3 @@ def test_errors_end_with_one_line_and_status_2(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: model file not found")
 
 
-def test_equal_rate_comparison_interpolates_in_log_kb() -> None:
-    from ladon.evaluation.evaluate import equal_rate_comparison, markdown_table
-
-    def row(method, label, kb, top1):
-        return {"method": method, "label": label, "random_weights": False,
-                "classification": {"payload_kb": kb, "top1": top1, "top5": top1, "bpp": 0.1}}
-    document = {"datasets": {"classification": {"spec": {}, "images": 3}},
-                "rows": [row("ladon", "beta=1", 2.0, 0.9), row("ladon", "beta=9", 0.5, 0.7),
-                         row("jpeg", "q10", 1.0, 0.4), row("jpeg", "q50", 4.0, 0.8)]}
-    first, second = equal_rate_comparison(document)
-    assert first["jpeg"] == pytest.approx(0.6)  # 2 KB is halfway between 1 and 4 KB in log scale
-    assert first["jpeg_range_kb"] == [1.0, 4.0] and "webp" not in first
-    assert second["jpeg"] is None  # below the lowest measured JPEG rate
-    document["equal_rate"] = [first, second]
-    text = markdown_table(document)
-    assert "| beta=1 | classification | top1 | 2.000 | 90.00 | 60.00 | – |" in text
-    assert "outside 1.00–4.00 KB" in text
-
-
-def test_offline_eval_bundled_config_evaluates_the_committed_models() -> None:
-    config = load_config(CONFIGS / "offline" / "eval_bundled.yaml")
-    assert [m.path for m in config.models] == ["models/demo.pt", "models/demo_beta10.24.pt"]
-    root = CONFIGS.parent
-    assert all((root / m.path).is_file() for m in config.models)
-    assert config.teacher is None and not any(config.baselines.values())

@@ -1,5 +1,5 @@
 """Training configs (the shipped YAML files, validation) and the small-model options of the library (resnet_tiny,
-configurable head widths, config round trip), plus the training augmentations."""
+configurable head widths, config round trip)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,16 @@ import copy
 import glob
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
 import ladon
 from ladon.backbones import BACKBONES, build_backbone, build_body
-from ladon.errors import CheckpointError, StateDictMismatchError
 from ladon.heads import DetectionConfig, SegmentationConfig, deeplab_head
 from ladon.model import LadonConfig
 from ladon.preprocess import PreprocessConfig
-from ladon.train import TeacherModel, TrainConfigError, config_from_dict, load_config, load_teacher, save_teacher
-from ladon.train.data import IGNORE_INDEX, ClassificationTransform, DetectionTransform, SegmentationTransform
+from ladon.train import TrainConfigError, config_from_dict, load_config
 from ladon.train.pipeline import initial_model
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
@@ -145,50 +142,3 @@ def test_overrides_cap_every_stage_and_select_stages(minimal):
     config = config_from_dict(minimal).with_overrides(max_steps=3, output_dir="elsewhere")
     assert config.stage("a2").max_steps == 3 and config.output_dir == "elsewhere"
     assert config_from_dict(minimal).stage("a2").max_steps is None
-
-
-# ------------------------------------------------------------------------------------------------ teacher files
-def test_teacher_loads_a_plain_backbone_state_dict_or_a_teacher_file(tmp_path):
-    config = LadonConfig(backbone="resnet_tiny", classification_classes=tuple("abcdef"))
-    plain = build_backbone("resnet_tiny", 6).state_dict()
-    torch.save({"model": plain}, tmp_path / "plain.pth")  # torchvision-style weights, optionally wrapped
-    teacher = load_teacher(tmp_path / "plain.pth", config)
-    assert teacher.heads == () and all(torch.equal(v, teacher.backbone.state_dict()[k]) for k, v in plain.items())
-    with torch.no_grad():
-        features = teacher.eval().features(torch.zeros(1, 3, 64, 64))
-    assert [tuple(f.shape[1:]) for f in features.values()] == [(32, 16, 16), (64, 8, 8), (128, 4, 4), (256, 2, 2)]
-    save_teacher(TeacherModel(config, heads=("segmentation",)), tmp_path / "teacher.pt")
-    assert load_teacher(tmp_path / "teacher.pt", config).heads == ("segmentation",)
-    with pytest.raises(StateDictMismatchError):
-        load_teacher(tmp_path / "plain.pth", LadonConfig(backbone="resnet18", classification_classes=tuple("abcdef")))
-    with pytest.raises(CheckpointError, match="teacher backbone"):
-        load_teacher(tmp_path / "teacher.pt", LadonConfig(backbone="resnet18"))
-
-
-# ------------------------------------------------------------------------------------------------ augmentations
-def test_detection_flip_moves_boxes_and_resize_scales_them():
-    image = np.zeros((40, 80, 3), np.uint8)
-    target = {"boxes": torch.tensor([[10.0, 5.0, 30.0, 15.0], [5.0, 5.0, 5.0, 9.0]]), "labels": torch.tensor([3, 4])}
-    x, out = DetectionTransform(PreprocessConfig(input_size=160), hflip=1.0)(image, target)
-    assert x.shape == (3, 96, 160) and out["image_size"] == (80, 160)
-    assert torch.allclose(out["boxes"], torch.tensor([[100.0, 10.0, 140.0, 30.0]]))  # degenerate box dropped
-    assert out["labels"].tolist() == [3]
-
-
-def test_segmentation_mask_follows_flip_and_is_padded_with_ignore():
-    image = np.zeros((20, 40, 3), np.uint8)
-    mask = np.zeros((20, 40), np.uint8)
-    mask[:, :10] = 2
-    x, m = SegmentationTransform(PreprocessConfig(input_size=40), hflip=1.0)(image, mask)
-    assert x.shape == (3, 32, 64) and m.shape == (32, 64) and m.dtype == torch.int64
-    assert (m[:20, 30:40] == 2).all() and (m[:20, :30] == 0).all()
-    assert (m[20:] == IGNORE_INDEX).all() and (m[:, 40:] == IGNORE_INDEX).all()
-    _, cropped = SegmentationTransform(PreprocessConfig(input_size=48), hflip=0.0, random_resize=(24, 30),
-                                       crop_size=48)(image, mask)
-    assert cropped.shape == (64, 64) and (cropped == IGNORE_INDEX).any()
-
-
-def test_classification_random_resized_crop_gives_square_inputs():
-    image = np.random.default_rng(0).integers(0, 256, (50, 90, 3), dtype=np.uint8)
-    x, label = ClassificationTransform(PreprocessConfig(input_size=64))(image, 3)
-    assert x.shape == (3, 64, 64) and label == 3

@@ -20,7 +20,8 @@ import ladon
 from ladon.datasets.synth import CLASS_NAMES, write_dataset
 from ladon.heads import DetectionConfig, SegmentationConfig
 from ladon.preprocess import PreprocessConfig
-from ladon.train import TeacherModel, config_from_dict, run_pipeline, save_teacher, train_main
+from ladon.teacher import TeacherModel, save_teacher
+from ladon.train import config_from_dict, run_pipeline, train_main
 
 SIZE = 64
 BATCH = 4

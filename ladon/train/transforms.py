@@ -1,4 +1,4 @@
-"""Training data: data sets named in the config, augmentations and padded batches.
+"""Training data: the augmentations, the data sets named in a training config, and padded batches.
 
 Every training input goes through :func:`ladon.preprocess.preprocess` (normalise, resize the long side to
 ``input_size``, zero-pad to a multiple of 32), after the task's augmentations on the uint8 image:
@@ -13,90 +13,26 @@ Every training input goes through :func:`ladon.preprocess.preprocess` (normalise
 
 Batches are padded (image 0, mask 255) to the largest padded size in the batch.
 
-Data set entries (``data.NAME`` in the config) take ``type`` plus: ``imagefolder``: ``root, split``; ``coco``:
-``images_dir, ann_file``; ``voc``: ``root, split``; ``coco_segmentation``: ``images_dir, ann_file, category_map``
-(COCO category id -> class id; ``voc``: the 20 VOC categories, :data:`VOC_CATEGORY_MAP`; default: the category
-ids themselves), ``min_area`` (keep images whose mapped
-annotations cover more than this many pixels; the torchvision/authors' COCO-to-VOC rule uses 1000). Optional for
-all: ``hflip`` (probability, 0.5), ``limit`` (use only the first N items).
+Data set entries (``data.NAME`` in the config) are the specs of :mod:`ladon.datasets.loaders` (``type`` plus its
+keys) and the augmentation keys above; optional for all: ``hflip`` (probability, 0.5), ``limit`` (use only the
+first N items).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import RandomResizedCrop
 
-from ..datasets.loaders import CocoDetection, ImageFolderClassification, VOCSegmentation
-from ..image_io import read_image
+from ..datasets.loaders import DATASET_KEYS, DATASET_TYPES, IGNORE_INDEX, CocoDetection, build_raw_dataset
 from ..preprocess import PreprocessConfig, preprocess
-from .config import DATASET_TYPES, TrainConfigError
-
-IGNORE_INDEX = 255
-
-VOC_CATEGORY_MAP = {5: 1, 2: 2, 16: 3, 9: 4, 44: 5, 6: 6, 3: 7, 17: 8, 62: 9, 21: 10, 67: 11, 18: 12, 19: 13, 4: 14,
-                    1: 15, 64: 16, 20: 17, 63: 18, 7: 19, 72: 20}
-"""COCO category id -> VOC class id (torchvision's segmentation references ``CAT_LIST``, as the authors used)."""
-
-
-class CocoSegmentation(Dataset):
-    """COCO instance annotations rendered as class-id masks: ``(image, HxW uint8 mask)``.
-
-    Pixels of overlapping instances are set to 255 (ignored), as in torchvision's ``ConvertCocoPolysToMask``.
-    """
-
-    def __init__(self, images_dir: str | os.PathLike[str], ann_file: str | os.PathLike[str],
-                 category_map: dict[int, int] | None = None, min_area: float = 0.0) -> None:
-        self.images_dir = Path(images_dir)
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco = COCO(os.fspath(ann_file))
-        self.category_map = ({int(k): int(v) for k, v in category_map.items()} if category_map is not None
-                             else {int(c): int(c) for c in self.coco.getCatIds()})
-        self.ids = []
-        for image_id in sorted(self.coco.imgs):
-            anns = [a for a in self.coco.imgToAnns[image_id] if a["category_id"] in self.category_map]
-            if anns and sum(a["area"] for a in anns) > min_area:
-                self.ids.append(image_id)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        image_id = self.ids[index]
-        info = self.coco.imgs[image_id]
-        image = read_image(self.images_dir / info["file_name"])
-        h, w = image.shape[:2]
-        mask = np.zeros((h, w), np.uint8)
-        count = np.zeros((h, w), np.uint8)
-        for ann in self.coco.imgToAnns[image_id]:
-            class_id = self.category_map.get(ann["category_id"])
-            if class_id is None:
-                continue
-            segmentation = ann["segmentation"]
-            if isinstance(segmentation, list):
-                rles = mask_utils.frPyObjects(segmentation, h, w)
-                rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
-            elif isinstance(segmentation["counts"], list):
-                rle = mask_utils.frPyObjects(segmentation, h, w)
-            else:
-                rle = segmentation
-            m = mask_utils.decode(rle).astype(bool)
-            mask[m] = np.maximum(mask[m], class_id)
-            count[m] += 1
-        mask[count > 1] = IGNORE_INDEX
-        return image, mask
+from .config import TrainConfigError
 
 
 class ClassificationTransform:
@@ -196,6 +132,12 @@ class TransformedDataset(Dataset):
         return self.transform(*self.dataset[index])
 
 
+_AUGMENTATION_KEYS = {"imagefolder": {"hflip", "random_resized_crop", "crop_scale"}, "coco": {"hflip", "remove_empty"},
+                      "voc": {"hflip", "random_resize", "crop_size"},
+                      "coco_segmentation": {"hflip", "random_resize", "crop_size"}}
+"""Data set type -> the augmentation keys its training spec may hold (besides ``limit``)."""
+
+
 def _annotated_indices(dataset: CocoDetection) -> list[int]:
     """Indices of images with at least one usable (non-crowd, positive-size) box."""
     def usable(ann: dict[str, Any]) -> bool:
@@ -208,32 +150,21 @@ def build_dataset(spec: dict[str, Any], config: PreprocessConfig) -> Transformed
     spec = dict(spec)
     kind = spec.pop("type")
     limit = spec.pop("limit", None)
-    allowed = {"imagefolder": {"root", "split", "hflip", "random_resized_crop", "crop_scale"},
-               "coco": {"images_dir", "ann_file", "hflip", "remove_empty"},
-               "voc": {"root", "split", "hflip", "random_resize", "crop_size"},
-               "coco_segmentation": {"images_dir", "ann_file", "category_map", "min_area", "hflip", "random_resize",
-                                     "crop_size"}}[kind]
+    allowed = set(DATASET_KEYS[kind]) | _AUGMENTATION_KEYS[kind]
     unknown = set(spec) - allowed
     if unknown:
         raise TrainConfigError(f"data set type {kind}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
     hflip = float(spec.pop("hflip", 0.5))
-    base: Dataset
+    base = build_raw_dataset({"type": kind, **{k: v for k, v in spec.items() if k in DATASET_KEYS[kind]}})
+    transform: Callable[..., Any]
     if kind == "imagefolder":
-        base = ImageFolderClassification(spec["root"], spec["split"])
-        transform: Callable[..., Any] = ClassificationTransform(
-            config, hflip, bool(spec.get("random_resized_crop", True)), spec.get("crop_scale", (0.08, 1.0)))
+        transform = ClassificationTransform(config, hflip, bool(spec.get("random_resized_crop", True)),
+                                            spec.get("crop_scale", (0.08, 1.0)))
     elif kind == "coco":
-        coco = CocoDetection(spec["images_dir"], spec["ann_file"])
-        base = Subset(coco, _annotated_indices(coco)) if spec.get("remove_empty", True) else coco
+        if spec.get("remove_empty", True):
+            base = Subset(base, _annotated_indices(base))
         transform = DetectionTransform(config, hflip)
     else:
-        if kind == "voc":
-            base = VOCSegmentation(spec["root"], spec["split"])
-        else:
-            category_map = spec.get("category_map")
-            base = CocoSegmentation(spec["images_dir"], spec["ann_file"],
-                                    VOC_CATEGORY_MAP if category_map == "voc" else category_map,
-                                    float(spec.get("min_area", 0.0)))
         transform = SegmentationTransform(config, hflip, spec.get("random_resize"), spec.get("crop_size"))
     if limit is not None:
         base = Subset(base, range(min(int(limit), len(base))))

@@ -1,6 +1,10 @@
 """The teacher: the plain backbone (its own stem + ``layer1``-``layer4`` + ``fc``, no bottleneck), optionally with
 detection and segmentation heads on its four stage outputs.
 
+Training distils the Ladon model from it (:mod:`ladon.train`), the evaluation runs it behind JPEG/WebP input
+compression (:class:`ladon.evaluation.predictors.TeacherPredictor`), and the split benchmark uses it as the
+per-task model of the offloading baselines.
+
 For the authors' recipes the teacher is torchvision's pretrained ResNet-50 (``IMAGENET1K_V2``), which the user
 provides as a state-dict file (``teacher_weights``); nothing is downloaded. For the offline data the ``teacher``
 stage trains one from scratch and writes it as a teacher file (:func:`save_teacher`).
@@ -17,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import backbone_spec, build_backbone
-from ..errors import CheckpointError
-from ..heads import DetectionHead, SegmentationHead
-from ..model import LadonConfig, load_exact
+from .backbones import backbone_spec, build_backbone
+from .errors import CheckpointError
+from .heads import DetectionHead, SegmentationHead
+from .model import LadonConfig, load_exact
 
 TEACHER_FORMAT = "ladon-teacher"
 TEACHER_FORMAT_VERSION = 1
