@@ -36,6 +36,7 @@ TeacherPredictor = predictors.TeacherPredictor
 to ``ladon_bench/workloads.py``) imports :class:`ladon.evaluation.predictors.TeacherPredictor`."""
 
 EXIT_ERROR = 2
+HELP = "rate-accuracy evaluation of Ladon models and JPEG/WebP baselines"
 DESCRIPTION = ("Rate-accuracy evaluation of Ladon models against JPEG/WebP input compression (config format: "
                "configs/README.md, 'Evaluation configs').")
 

@@ -28,6 +28,9 @@ from .transforms import TransformedDataset, build_dataset
 MODEL_FILE = "model.pt"
 TEACHER_FILE = "teacher.pt"
 EXIT_ERROR = 2
+HELP = "train a Ladon model through the authors' stages (teacher, A1, A2, B, C)"
+DESCRIPTION = ("Train a Ladon model from a YAML config (stages teacher, a1, a2, b, c; see ladon/train/config.py and "
+               "configs/).")
 
 
 def initial_model(config: TrainConfig) -> LadonModel:
@@ -104,10 +107,6 @@ def _run_stages(config: TrainConfig, model: LadonModel, rt: Runtime) -> None:
             train_b_detection(model, dataset(cfg.dataset), cfg, rt)
         else:
             train_c_segmentation(model, [dataset(sub.dataset) for sub in cfg.stages], cfg, rt)
-
-
-DESCRIPTION = ("Train a Ladon model from a YAML config (stages teacher, a1, a2, b, c; see ladon/train/config.py and "
-               "configs/).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@ with a ground-truth ("perfect") predictor."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import yaml
 import ladon
 from ladon.datasets.loaders import build_raw_dataset
 from ladon.datasets.synth import CLASS_NAMES, write_dataset
-from ladon.evaluation.evaluate import eval_main, evaluate_task, evenly_spaced
+from ladon.evaluation.config import EvalConfigError
+from ladon.evaluation.evaluate import add_arguments, eval_main, evaluate_task, evenly_spaced, run
 from ladon.evaluation.metrics import compress_image
 from ladon.evaluation.predictors import Method
 from ladon.heads import DetectionConfig, SegmentationConfig
@@ -195,3 +197,10 @@ def test_errors_end_with_one_line_and_status_2(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: model file not found")
 
 
+
+
+def test_run_raises_typed_errors_for_the_command_line_to_report(tmp_path) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(EvalConfigError, match="cannot read eval config"):
+        run(parser.parse_args([str(tmp_path / "missing.yaml"), "--max-images", "2"]))
