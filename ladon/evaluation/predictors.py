@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import UnknownTaskError
 from ..heads import detections_in_original_pixels, mask_in_original_pixels, top_k_classes
 from ..model import LadonConfig, LadonModel, load_model
 from ..preprocess import preprocess
@@ -72,8 +73,17 @@ class TeacherPredictor:
         self.top_k = top_k
         self.class_names = teacher.config.class_names
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks the teacher has a head for (classification always)."""
+        return ("classification", *self.teacher.heads)
+
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, task: str) -> tuple[Result, None]:
+        """``task``'s result on one HxWx3 uint8 RGB image (no rate: nothing is sent); :class:`UnknownTaskError`
+        for a task without a head."""
+        if task not in self.tasks:
+            raise UnknownTaskError(f"the teacher has no {task!r} head; it serves {', '.join(self.tasks)}")
         x, geometry = preprocess(image, self.teacher.config.preprocess)
         features = self.teacher.features(x.to(self.device))
         result = Result(model_id="teacher", geometry=geometry)
@@ -129,7 +139,7 @@ def build_methods(config: EvalConfig, device: torch.device) -> list[Method]:
                                      teacher_reference_config(config.teacher, [model for _, model in models]))
         teacher = TeacherPredictor(teacher_model, device,
                                    min(TOP_K, len(teacher_model.config.classification_classes)))
-        tasks = ("classification", *teacher_model.heads)
+        tasks = teacher.tasks
         methods.append(Method("teacher", "uncompressed", config.teacher, teacher, tasks, teacher.class_names))
         for codec, qualities in config.baselines.items():
             methods += [Method(codec, f"q={q}", config.teacher, codec_predictor(teacher, codec, q), tasks,

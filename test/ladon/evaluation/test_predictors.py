@@ -9,6 +9,7 @@ import torch
 
 import ladon
 from ladon.datasets.synth import CLASS_NAMES
+from ladon.errors import UnknownTaskError
 from ladon.evaluation.metrics import compress_image
 from ladon.evaluation.predictors import TeacherPredictor, codec_predictor, teacher_reference_config
 from ladon.heads import DetectionConfig, SegmentationConfig
@@ -54,6 +55,14 @@ def test_teacher_predictor_answers_each_task_in_original_pixels(teacher, image) 
     assert (boxes[:, [0, 2]] <= W).all() and (boxes[:, [1, 3]] <= H).all() and (boxes >= 0).all()
     seg, _ = predictor(image, "segmentation")
     assert seg.segmentation.mask.shape == (H, W) and seg.segmentation.mask.max() <= len(CLASS_NAMES)
+
+
+def test_teacher_predictor_refuses_tasks_without_a_head(teacher, image) -> None:
+    plain = TeacherModel(teacher.config)  # classification only
+    predictor = TeacherPredictor(plain, torch.device("cpu"), top_k=5)
+    assert predictor.tasks == ("classification",)
+    with pytest.raises(UnknownTaskError, match="no 'segmentation' head"):
+        predictor(image, "segmentation")
 
 
 def test_codec_predictor_runs_the_teacher_on_the_decoded_image_and_reports_the_file_size(teacher, image) -> None:
