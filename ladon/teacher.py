@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -68,6 +68,11 @@ class TeacherModel(nn.Module):
     def classify(self, layer4: torch.Tensor) -> torch.Tensor:
         """Logits from the ``layer4`` output (global average pool + ``fc``)."""
         return self.backbone.fc(torch.flatten(F.adaptive_avg_pool2d(layer4, 1), 1))
+
+    def head(self, task: str) -> Callable[..., Any] | None:
+        """What :func:`ladon.heads.predict` runs for ``task``: :meth:`classify`, a task head, or ``None``."""
+        return {"classification": self.classify, "detection": self.detection_head,
+                "segmentation": self.segmentation_head}[task]
 
 
 def save_teacher(teacher: TeacherModel, path: str | os.PathLike[str]) -> None:

@@ -110,6 +110,18 @@ def test_nothing_imports_the_benchmarks() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+LADON_LAYERS = {"ladon.datasets": ("ladon.train", "ladon.evaluation"), "ladon.evaluation": ("ladon.train",)}
+"""Layers inside ``ladon``: the data sets sit below training and evaluation; evaluation does not use training."""
+
+
+@pytest.mark.parametrize("subpackage", sorted(LADON_LAYERS))
+def test_layers_inside_ladon(subpackage: str) -> None:
+    above = LADON_LAYERS[subpackage]
+    wrong = [f"{module} imports {name}" for module, path in _modules(subpackage.replace(".", "/"))
+             for name in sorted(imports(module, path)) if any(name == a or name.startswith(a + ".") for a in above)]
+    assert not wrong, "\n".join(wrong)
+
+
 def _ladon_graph() -> dict[str, set[str]]:
     modules = dict(_modules("ladon"))
     graph: dict[str, set[str]] = {}

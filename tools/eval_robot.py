@@ -32,15 +32,10 @@ import torch
 
 from ladon.assets import bundled_images_dir, bundled_shapes_dir
 from ladon.bottleneck import decompress_latent
-from ladon.evaluation.evaluate import (
-    TOP_K,
-    Method,
-    build_eval_dataset,
-    evaluate_task,
-    evenly_spaced,
-    ladon_predictor,
-)
+from ladon.datasets.loaders import build_raw_dataset
+from ladon.evaluation.evaluate import evaluate_task, evenly_spaced
 from ladon.evaluation.metrics import rate_stats
+from ladon.evaluation.predictors import TOP_K, Method, ladon_predictor
 from ladon.export import export_encoder
 from ladon.image_io import read_image
 from ladon.model import LadonModel, load_model
@@ -120,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             methods += [Method("ladon", name, str(path), robot_predictor(robot, model, top_k), model.server.tasks,
                                model.config.class_names) for name, robot in robots.items()]
             for task in TASKS:
-                dataset = build_eval_dataset(specs[task])
+                dataset = build_raw_dataset(specs[task])
                 indices = evenly_spaced(len(dataset), args.max_images)
                 started = time.perf_counter()
                 summaries = evaluate_task(task, dataset, indices, methods)

@@ -21,9 +21,9 @@ import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from .._cli_common import main_for
 from ..datasets.loaders import build_raw_dataset
 from ..device import resolve_device
-from ..errors import LadonError
 from ..tasks import TASKS
 from . import predictors
 from .config import EvalConfig, EvalConfigError, config_from_dict, load_config
@@ -35,7 +35,6 @@ TeacherPredictor = predictors.TeacherPredictor
 """Transitional (#9): ``ladon/splitbench/workloads.py`` imports it from here; drop this alias once that file (moving
 to ``ladon_bench/workloads.py``) imports :class:`ladon.evaluation.predictors.TeacherPredictor`."""
 
-EXIT_ERROR = 2
 HELP = "rate-accuracy evaluation of Ladon models and JPEG/WebP baselines"
 DESCRIPTION = ("Rate-accuracy evaluation of Ladon models against JPEG/WebP input compression (config format: "
                "configs/README.md, 'Evaluation configs').")
@@ -125,18 +124,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The stand-alone parser of ``ladon eval`` / ``python -m ladon.evaluation``."""
-    parser = argparse.ArgumentParser(prog="ladon eval", description=DESCRIPTION)
-    add_arguments(parser)
-    return parser
-
-
-def eval_main(argv: Sequence[str] | None = None) -> int:
-    """``ladon eval`` / ``python -m ladon.evaluation``; returns the exit status (errors: one ``error:`` line, 2)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (LadonError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+eval_main = main_for("ladon eval", DESCRIPTION, add_arguments, run)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import heads
 from ..errors import UnknownTaskError
-from ..heads import detections_in_original_pixels, mask_in_original_pixels, top_k_classes
 from ..model import LadonConfig, LadonModel, load_model
 from ..preprocess import preprocess
 from ..results import Result
@@ -87,15 +87,9 @@ class TeacherPredictor:
         x, geometry = preprocess(image, self.teacher.config.preprocess)
         features = self.teacher.features(x.to(self.device))
         result = Result(model_id="teacher", geometry=geometry)
-        names = self.class_names[task]
-        if task == "classification":
-            result.classification = top_k_classes(self.teacher.classify(features["3"]), names, self.top_k)
-        elif task == "detection":
-            (det,) = self.teacher.detection_head(features, [geometry.resized_size], geometry.padded_size)
-            result.detection = detections_in_original_pixels(det, geometry, names)
-        else:
-            logits = self.teacher.segmentation_head(features["3"], geometry.padded_size)
-            result.segmentation = mask_in_original_pixels(logits, geometry, names)
+        (output,) = heads.predict(task, self.teacher.head(task), features, [geometry], self.class_names[task],
+                                  self.top_k)
+        setattr(result, task, output)
         return result, None
 
 

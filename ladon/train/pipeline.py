@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..errors import LadonError
+from .._cli_common import main_for
 from ..model import LadonConfig, LadonModel, load_model
 from ..teacher import TeacherModel, load_teacher, save_teacher
 from .config import STAGES, TrainConfig, TrainConfigError, load_config
@@ -27,7 +25,6 @@ from .transforms import TransformedDataset, build_dataset
 
 MODEL_FILE = "model.pt"
 TEACHER_FILE = "teacher.pt"
-EXIT_ERROR = 2
 HELP = "train a Ladon model through the authors' stages (teacher, A1, A2, B, C)"
 DESCRIPTION = ("Train a Ladon model from a YAML config (stages teacher, a1, a2, b, c; see ladon/train/config.py and "
                "configs/).")
@@ -134,18 +131,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The stand-alone parser of ``ladon train`` / ``python -m ladon.train``."""
-    parser = argparse.ArgumentParser(prog="ladon train", description=DESCRIPTION)
-    add_arguments(parser)
-    return parser
-
-
-def train_main(argv: Sequence[str] | None = None) -> int:
-    """``ladon train`` / ``python -m ladon.train``; returns the exit status (errors: one ``error:`` line, 2)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (LadonError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+train_main = main_for("ladon train", DESCRIPTION, add_arguments, run)
