@@ -18,13 +18,15 @@ from ._version import __version__
 from .errors import UsageError
 
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
-    # (name, module, the extra its imports need: "" for the core install)
-    ("encode", "ladon.commands.encode", ""),
-    ("infer", "ladon.commands.infer", ""),
-    ("convert", "ladon.commands.convert", ""),
-    ("bench", "ladon.bench", ""),
+    # (name, module, the extra its imports need); a missing extra leaves the other subcommands working
+    ("encode", "ladon.commands.encode", "server"),
+    ("infer", "ladon.commands.infer", "server"),
+    ("convert", "ladon.commands.convert", "server"),
+    ("bench", "ladon.bench", "server"),
     ("synth", "ladon.datasets.synth", "train"),
-    ("export-encoder", "ladon.export", ""),
+    ("train", "ladon.train.pipeline", "train"),
+    ("eval", "ladon.evaluation.evaluate", "train"),
+    ("export-encoder", "ladon.export", "export"),
 )
 
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             if not extra:
                 raise
             p = sub.add_parser(name, help=f"(needs the '{extra}' extra)", add_help=False)
+            p.add_argument("ignored", nargs=argparse.REMAINDER)  # so that the run explains what is missing
             p.set_defaults(func=_missing_extra(name, extra, exc))
             continue
         p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)

@@ -83,8 +83,8 @@ class PerTaskTeacher:
     per-task models: backbone + that task's head), through the same preprocessing and post-processing."""
 
     def __init__(self, config, teacher_path: str | None = None) -> None:
-        from ladon.evaluation.evaluate import TeacherPredictor
-        from ladon.train.teacher import TeacherModel, load_teacher
+        from ladon.evaluation.predictors import TeacherPredictor
+        from ladon.teacher import TeacherModel, load_teacher
         if teacher_path:
             teacher = load_teacher(teacher_path, config)
             self.random_weights = False

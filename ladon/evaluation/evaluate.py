@@ -25,15 +25,10 @@ from .._cli_common import main_for
 from ..datasets.loaders import build_raw_dataset
 from ..device import resolve_device
 from ..tasks import TASKS
-from . import predictors
 from .config import EvalConfig, EvalConfigError, config_from_dict, load_config
 from .predictors import Method, Rate, build_methods
 from .report import JSON_FILE, MARKDOWN_FILE, PLOT_FILE, equal_rate_comparison, markdown_table, write_outputs
 from .scoring import make_scorer
-
-TeacherPredictor = predictors.TeacherPredictor
-"""Transitional (#9): ``ladon/splitbench/workloads.py`` imports it from here; drop this alias once that file (moving
-to ``ladon_bench/workloads.py``) imports :class:`ladon.evaluation.predictors.TeacherPredictor`."""
 
 HELP = "rate-accuracy evaluation of Ladon models and JPEG/WebP baselines"
 DESCRIPTION = ("Rate-accuracy evaluation of Ladon models against JPEG/WebP input compression (config format: "
