@@ -57,6 +57,31 @@ class CorruptPayloadError(PacketError):
     """The entropy-coded payload decoded to values that no encoder of this model can produce."""
 
 
+# --- authentication ------------------------------------------------------------------------------------------
+class AuthenticationError(LadonError):
+    """A packet failed application-level authentication (HMAC-SHA256, see :mod:`ladon.auth`)."""
+
+
+class MissingTagError(AuthenticationError):
+    """Authentication is required but the packet carries no HMAC trailer."""
+
+
+class UnknownKeyError(AuthenticationError):
+    """The packet names a key id the verifier does not hold, or one not allowed for its sender."""
+
+
+class TagMismatchError(AuthenticationError):
+    """The packet's HMAC tag does not match its bytes under the named key (tampered, or the wrong key)."""
+
+
+class KeyFileError(LadonError):
+    """A key file or key directory cannot be read or does not hold a valid key."""
+
+
+class InsecureKeyFileError(KeyFileError):
+    """A key file (or its directory) is accessible to group/other, not a regular file, or owned by someone else."""
+
+
 # --- model compatibility -------------------------------------------------------------------------------------
 class ModelMismatchError(LadonError):
     """A packet was produced by a different encoder (model hash) than the serving model."""

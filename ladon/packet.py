@@ -5,7 +5,7 @@ Binary format, version 1 (all integers little-endian)::
     offset  size  field
     0       4     magic            b"LDNP"
     4       1     format_version   1
-    5       1     flags            0 (reserved; non-zero is rejected)
+    5       1     flags            bit 0 = authenticated (see below); any other bit set is rejected
     6       2     codec_version    u16, see CODEC_VERSION
     8       16    model_hash       first 16 bytes of SHA-256 over the robot-side weights (encoder + entropy model)
     24      4     beta             float32, the rate weight the model was trained with
@@ -17,6 +17,16 @@ Binary format, version 1 (all integers little-endian)::
     51+n    L     payload          compressai rANS bitstream of the quantised latent
     51+n+L  4     crc32            zlib CRC-32 of every byte before it
 
+Authenticated packets (flags bit 0 set) carry an HMAC trailer between the payload and the CRC::
+
+    51+n+L      1     key_id_len   u8, 1..MAX_KEY_ID_BYTES
+    52+n+L      k     key_id       ASCII [A-Za-z0-9._-], names the sender's key
+    52+n+L+k    32    tag          HMAC-SHA256 over every byte before the tag (header with flags=1 .. key_id)
+    84+n+L+k    4     crc32        zlib CRC-32 of every byte before it (the CRC still closes the packet)
+
+Unauthenticated packets (flags 0) are byte-for-byte the same as before the extension. This module only lays out
+the trailer; computing and checking tags is :mod:`ladon.auth`'s job (``signing_input`` gives the bytes to MAC).
+
 Nothing is allocated from a header field: lengths are checked against the bytes actually present and against caps
 before anything is sliced, and the payload size is capped relative to the number of latent symbols.
 """
@@ -26,7 +36,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import (
     BadMagicError,
@@ -54,11 +64,31 @@ MAX_LATENT_SYMBOLS = 1 << 23
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 PAYLOAD_BYTES_PER_SYMBOL_CAP = 8
 """A valid stream never needs more than a few bytes per symbol (4-bit bypass groups); more means a forged header."""
+FLAG_AUTHENTICATED = 0x01
+"""flags bit 0: an HMAC trailer (key id + tag) follows the payload."""
+KNOWN_FLAGS = FLAG_AUTHENTICATED
+MAX_KEY_ID_BYTES = 32
+AUTH_TAG_BYTES = 32
+"""HMAC-SHA256 digest size."""
+KEY_ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 _HEAD = struct.Struct("<4sBBH16sf3H6HB")
 _U32 = struct.Struct("<I")
 OVERHEAD_BYTES = _HEAD.size + 2 * _U32.size
 """Bytes a packet adds to its payload, not counting the model id."""
+
+
+def check_key_id(key_id: str) -> bytes:
+    """Return ``key_id`` as ASCII bytes; raise :class:`~ladon.errors.PacketLimitError` unless it has 1 to
+    ``MAX_KEY_ID_BYTES`` characters from ``[A-Za-z0-9._-]``."""
+    if not isinstance(key_id, str):
+        raise InconsistentPacketError(f"key id must be a str, got {type(key_id).__name__}")
+    raw = key_id.encode("utf-8", "replace")
+    if not 1 <= len(raw) <= MAX_KEY_ID_BYTES:
+        raise PacketLimitError(f"key id is {len(raw)} bytes, must be 1..{MAX_KEY_ID_BYTES}")
+    if not KEY_ID_CHARS.issuperset(raw):
+        raise InconsistentPacketError(f"key id {key_id!r} has characters outside [A-Za-z0-9._-]")
+    return raw
 
 
 def max_payload_bytes(latent_shape: tuple[int, int, int]) -> int:
@@ -78,6 +108,10 @@ class Packet:
     geometry: Geometry
     data: bytes = field(repr=False)
     codec_version: int = CODEC_VERSION
+    key_id: str | None = None
+    """Authenticated packets only: the id of the key whose HMAC-SHA256 is in ``tag``."""
+    tag: bytes | None = field(default=None, repr=False)
+    """Authenticated packets only: HMAC-SHA256 over :meth:`signing_input` (32 bytes)."""
 
     def __post_init__(self) -> None:
         # Normalise to what the wire carries so that a round trip compares equal.
@@ -90,6 +124,8 @@ class Packet:
         object.__setattr__(self, "beta", beta)
         object.__setattr__(self, "latent_shape", tuple(int(v) for v in self.latent_shape))
         object.__setattr__(self, "data", bytes(self.data))
+        if self.tag is not None:
+            object.__setattr__(self, "tag", bytes(self.tag))
         self.validate()
 
     # ------------------------------------------------------------------------------------------------ checks
@@ -125,29 +161,64 @@ class Packet:
                 raise PacketLimitError(f"{name} size {sh}x{sw} outside 1..{MAX_IMAGE_SIDE}")
         if g.resized_size[0] > g.padded_size[0] or g.resized_size[1] > g.padded_size[1]:
             raise InconsistentPacketError(f"resized size {g.resized_size} exceeds padded size {g.padded_size}")
+        if (self.key_id is None) != (self.tag is None):
+            raise InconsistentPacketError("an authenticated packet needs both key_id and tag")
+        if self.key_id is not None:
+            check_key_id(self.key_id)
+            if len(self.tag) != AUTH_TAG_BYTES:
+                raise InconsistentPacketError(f"tag is {len(self.tag)} bytes, expected {AUTH_TAG_BYTES}")
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether this packet carries an HMAC trailer (flags bit 0). Says nothing about whether it is valid."""
+        return self.key_id is not None
 
     # ------------------------------------------------------------------------------------------------ format
-    def _body(self) -> bytes:
+    def _body(self, key_id: str | None) -> bytes:
         g = self.geometry
         mid = self.model_id.encode("utf-8")
-        head = _HEAD.pack(MAGIC, FORMAT_VERSION, 0, self.codec_version, self.model_hash, self.beta,
+        flags = 0 if key_id is None else FLAG_AUTHENTICATED
+        head = _HEAD.pack(MAGIC, FORMAT_VERSION, flags, self.codec_version, self.model_hash, self.beta,
                           *self.latent_shape, *g.original_size, *g.resized_size, *g.padded_size, len(mid))
-        return b"".join((head, mid, _U32.pack(len(self.data)), self.data))
+        parts = [head, mid, _U32.pack(len(self.data)), self.data]
+        if key_id is not None:
+            kid = check_key_id(key_id)
+            parts += [bytes((len(kid),)), kid]
+        return b"".join(parts)
+
+    def signing_input(self, key_id: str) -> bytes:
+        """The bytes an authentication tag for ``key_id`` covers: the serialization with flags bit 0 set, up to and
+        including the key id (everything before the tag)."""
+        return self._body(key_id)
+
+    def with_tag(self, key_id: str, tag: bytes) -> Packet:
+        """This packet carrying the authentication trailer ``key_id`` + ``tag`` (computed by :mod:`ladon.auth`)."""
+        return replace(self, key_id=key_id, tag=tag)
+
+    def without_tag(self) -> Packet:
+        """This packet without its authentication trailer."""
+        return replace(self, key_id=None, tag=None)
+
+    def _canonical(self) -> bytes:
+        if self.key_id is None:
+            return self._body(None)
+        return self._body(self.key_id) + self.tag
 
     @property
     def crc32(self) -> int:
         """CRC-32 of the canonical serialization (everything but the trailing checksum)."""
-        return zlib.crc32(self._body()) & 0xFFFFFFFF
+        return zlib.crc32(self._canonical()) & 0xFFFFFFFF
 
     def to_bytes(self) -> bytes:
-        """Serialize to the version-1 binary format."""
-        body = self._body()
+        """Serialize to the version-1 binary format (with the HMAC trailer if the packet carries one)."""
+        body = self._canonical()
         return body + _U32.pack(zlib.crc32(body) & 0xFFFFFFFF)
 
     @property
     def nbytes(self) -> int:
         """Size of :meth:`to_bytes` in bytes."""
-        return OVERHEAD_BYTES + len(self.model_id.encode("utf-8")) + len(self.data)
+        trailer = 0 if self.key_id is None else 1 + len(self.key_id) + AUTH_TAG_BYTES
+        return OVERHEAD_BYTES + len(self.model_id.encode("utf-8")) + len(self.data) + trailer
 
     @classmethod
     def from_bytes(cls, buf: bytes | bytearray | memoryview) -> Packet:
@@ -165,8 +236,9 @@ class Packet:
         if len(buf) < _HEAD.size:
             raise TruncatedPacketError(f"packet is {len(buf)} bytes, the header alone needs {_HEAD.size}")
         (_, _, flags, codec, model_hash, beta, c, lh, lw, oh, ow, rh, rw, ph, pw, id_len) = _HEAD.unpack_from(buf)
-        if flags != 0:
-            raise UnsupportedVersionError(f"packet flags {flags:#x} are not supported (expected 0)")
+        if flags & ~KNOWN_FLAGS:
+            raise UnsupportedVersionError(f"packet flags {flags:#x} are not supported (known: "
+                                          f"{KNOWN_FLAGS:#x} = authenticated)")
         if id_len > MAX_MODEL_ID_BYTES:
             raise PacketLimitError(f"model id length {id_len} exceeds cap {MAX_MODEL_ID_BYTES}")
         pos = _HEAD.size + id_len
@@ -176,7 +248,17 @@ class Packet:
         pos += _U32.size
         if payload_len > MAX_PAYLOAD_BYTES:
             raise PacketLimitError(f"payload length {payload_len} exceeds cap {MAX_PAYLOAD_BYTES}")
-        expected = pos + payload_len + _U32.size
+        payload_end = pos + payload_len
+        expected = payload_end + _U32.size
+        key_id = tag = None
+        if flags & FLAG_AUTHENTICATED:
+            if len(buf) < payload_end + 1:
+                raise TruncatedPacketError(f"packet is {len(buf)} bytes, ends before its key id (flags say "
+                                           "authenticated)")
+            kid_len = buf[payload_end]
+            if not 1 <= kid_len <= MAX_KEY_ID_BYTES:
+                raise PacketLimitError(f"key id length {kid_len} outside 1..{MAX_KEY_ID_BYTES}")
+            expected += 1 + kid_len + AUTH_TAG_BYTES
         if len(buf) < expected:
             raise TruncatedPacketError(f"packet is {len(buf)} bytes, its header announces {expected}")
         if len(buf) > expected:
@@ -189,6 +271,12 @@ class Packet:
             model_id = buf[_HEAD.size : _HEAD.size + id_len].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PacketError(f"model id is not valid UTF-8: {exc}") from None
+        if flags & FLAG_AUTHENTICATED:
+            kid = buf[payload_end + 1 : payload_end + 1 + kid_len]
+            if not KEY_ID_CHARS.issuperset(kid):
+                raise InconsistentPacketError(f"key id {kid!r} has characters outside [A-Za-z0-9._-]")
+            key_id = kid.decode("ascii")
+            tag = buf[payload_end + 1 + kid_len : expected - _U32.size]
         return cls(
             model_id=model_id,
             model_hash=model_hash,
@@ -197,4 +285,6 @@ class Packet:
             geometry=Geometry((oh, ow), (rh, rw), (ph, pw)),
             data=buf[pos : pos + payload_len],
             codec_version=codec,
+            key_id=key_id,
+            tag=tag,
         )

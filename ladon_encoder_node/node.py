@@ -25,6 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ladon.errors import LadonError
 from ladon_ros import topics
+from ladon_ros.auth import declare_signer_parameters, load_signer
 from ladon_ros.compat import (
     HAS_MATCHED_EVENT,
     HAS_MESSAGE_LOST_EVENT,
@@ -63,6 +64,7 @@ class LadonEncoderNode(LadonLifecycleNode):
 
     def __init__(self, **kwargs) -> None:
         self.encoder = None
+        self.signer = None
         self._encode = None
         self.subscription = None
         self.publisher = None
@@ -114,6 +116,7 @@ class LadonEncoderNode(LadonLifecycleNode):
         self.stats = StreamStats(problem_window_s=window_s, stale_after_s=stale_s)
         self._last_encode = 0.0
         self._checked_frame_size = False
+        self._auth = declare_signer_parameters(self)  # auth.key_file / auth.key_id: HMAC per packet (off by default)
 
     def _load_encoder(self) -> str:
         """``runtime: torch`` (a model file, :class:`ladon.LadonEncoder`) or ``onnxruntime`` (a robot bundle from
@@ -133,6 +136,7 @@ class LadonEncoderNode(LadonLifecycleNode):
     def _configure(self) -> None:
         """Load the encoder and create the publishers."""
         self.device = self._load_encoder()
+        self.signer = load_signer(self, *self._auth)
         self._hardware_id = f"{socket.gethostname()}/{self.device}"
         events = {"incompatible_qos": self._on_incompatible_qos}
         if HAS_MATCHED_EVENT:  # lazy input by event, as image_proc does; Humble has no matched event: poll
@@ -225,6 +229,8 @@ class LadonEncoderNode(LadonLifecycleNode):
             t0 = time.perf_counter()
             rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
             (packet,) = encode([rgb])
+            if self.signer is not None:
+                packet = self.signer.sign(packet)
             encode_ms = (time.perf_counter() - t0) * 1e3
         except LadonError as exc:
             self.stats.count("rejected_images", str(exc))

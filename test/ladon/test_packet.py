@@ -129,9 +129,11 @@ def test_unsupported_codec_version_raises_unsupported_version():
         make_packet(codec_version=2)
 
 
-def test_nonzero_flags_are_rejected():
+@pytest.mark.parametrize("flags", [0x02, 0x80, 0xFF])
+def test_unknown_flags_are_rejected(flags):
+    # bit 0 is the authentication trailer (test_auth.py); every other bit is still reserved
     with pytest.raises(UnsupportedVersionError, match="flags"):
-        Packet.from_bytes(forge(flags=1))
+        Packet.from_bytes(forge(flags=flags))
 
 
 def test_every_truncation_raises_truncated_or_bad_magic():
