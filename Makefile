@@ -27,11 +27,11 @@ $(STAMP): requirements.txt setup.py $(MSG_SOURCES)
 
 # The split as separate processes over real DDS: image source -> encoder -> server -> recorder.
 demo: $(STAMP)
-	$(PY) -m ladon_ros.demo
+	$(PY) -m ladon_ros.demo --force  # demo_output/ is scratch: replace the last run
 
 # The same split in one process, without ROS (encode -> packet bytes -> infer).
 demo-local: $(STAMP)
-	$(PY) -m ladon.demo
+	$(PY) -m ladon.demo --force
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 # `make bench MODEL=path/model.pt`; without MODEL the untrained ResNet-50 Ladon is timed (flagged in the output).
 bench: $(STAMP)
-	$(VENV)/bin/ladon bench $(if $(MODEL),--model $(MODEL),--random-weights)
+	$(VENV)/bin/ladon bench --force $(if $(MODEL),--model $(MODEL),--random-weights)
 
 # Split computing vs offloading vs local computing through the real nodes over a shaped veth link (needs root):
 # bench/results/split/{split_bench.json, split_bench.md, *.png}. ARGS passes options, e.g. ARGS="--frames 5".

@@ -14,14 +14,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from ._cli_common import add_model_options, check_model_options, load_full_model, main_for
+from ._cli_common import (
+    add_force_option,
+    add_model_options,
+    check_model_options,
+    load_full_model,
+    main_for,
+    output_dir,
+    safe_output_path,
+    write_output,
+)
 from ._version import __version__
 from .assets import bundled_images_dir
 from .errors import LadonError
@@ -54,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fresh interpreters timed per import-time row (3; 0 skips the import rows)")
     parser.add_argument("--out", default="bench/results", metavar="DIR",
                         help="directory for bench.json and bench.md (bench/results)")
+    add_force_option(parser)
 
 
 def time_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
@@ -158,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             args.server_repeats is not None and args.server_repeats < 1):
         raise LadonError("--repeats and --server-repeats must be >= 1, --warmup and --import-repeats >= 0")
     threads = _parse_threads(args.threads)
+    for name in ("bench.json", "bench.md"):  # refuse earlier results before the (long) run
+        safe_output_path(output_dir(args.out), name, args.force)
     machine = machine_description()  # before the run, so that the load average is that of other work
     server_repeats = args.server_repeats or min(5, args.repeats)
     image = cv2.resize(read_image(args.image), (BENCH_SIDE, BENCH_SIDE), interpolation=cv2.INTER_AREA)
@@ -222,10 +233,9 @@ def run(args: argparse.Namespace) -> int:
         "timings": rows, "sizes": sizes,
     }
     markdown = _markdown(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "bench.md").write_text(markdown)
+    out = output_dir(args.out)
+    write_output(out, "bench.json", json.dumps(report, indent=2) + "\n", force=args.force)
+    write_output(out, "bench.md", markdown, force=args.force)
     print(markdown)
     print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
     return 0

@@ -15,9 +15,18 @@ from typing import Any
 
 import torch
 
-from ._cli_common import main_for, set_threads, unique_path
+from ._cli_common import (
+    add_force_option,
+    main_for,
+    output_dir,
+    output_subdir,
+    safe_output_path,
+    set_threads,
+    unique_path,
+    write_output,
+)
 from .assets import default_model_path, images_for_classes
-from .image_io import jpeg_size, list_images, read_image, write_image
+from .image_io import encode_image, jpeg_size, list_images, read_image
 from .model import LadonModel, build_model, load_model
 from .packet import Packet
 from .visualize import MAX_OVERLAY_SCALE, draw_overlay
@@ -66,6 +75,9 @@ def _stats_markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+OUTPUT_FILES = ("results.json", "stats.json", "stats.md")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo for parsed options; return the exit status."""
     set_threads(args.threads)
@@ -75,15 +87,20 @@ def run(args: argparse.Namespace) -> int:
     random_weights = model.random_weights
     if random_weights:
         print(_loud(RANDOM_WARNING))
-    out = Path(args.out)
-    overlays = out / "overlays"
-    overlays.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
+    for name in OUTPUT_FILES:  # refuse earlier results before any work is done
+        safe_output_path(out, name, args.force)
+    overlays = output_subdir(out, "overlays")
+    used: set[Path] = set()
+    targets = {path: unique_path(overlays, path.stem, ".png", used) for path in paths}
+    for target in targets.values():
+        safe_output_path(overlays, target.name, args.force)
     tasks = model.server.tasks
     print(f"model {model.config.model_id} from {source}; tasks {', '.join(tasks)}, {len(paths)} image(s)")
 
     # One untimed pass so that the first image's timings do not include one-off start-up costs.
     model.server.infer(model.encoder.encode([read_image(paths[0])]), tasks)
-    results, rows, used = [], [], set()
+    results, rows = [], []
     for path in paths:
         image = read_image(path)
         start = time.perf_counter()
@@ -91,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
         encode_ms = (time.perf_counter() - start) * 1e3
         wire = packet.to_bytes()  # what would cross the network
         (result,) = model.server.infer([Packet.from_bytes(wire)], tasks)
-        target = unique_path(overlays, path.stem, ".png", used)
+        target = targets[path]
         scale = max(1, min(MAX_OVERLAY_SCALE, -(-480 // min(image.shape[:2]))))  # readable labels on small frames
-        write_image(target, draw_overlay(image, result, scale=scale))
+        overlay = encode_image(draw_overlay(image, result, scale=scale))
+        write_output(overlays, target.name, overlay, force=args.force)
         h, w = image.shape[:2]
         results.append({"image": path.name, "packet_bytes": len(wire), "encode_ms": round(encode_ms, 3),
                         "overlay": str(target), **result.to_dict()})
@@ -110,9 +128,10 @@ def run(args: argparse.Namespace) -> int:
               "weights_source": model.weights_source, "random_weights": random_weights,
               "warning": RANDOM_WARNING if random_weights else None, "threads": torch.get_num_threads(),
               "tasks": list(tasks)}
-    (out / "results.json").write_text(json.dumps({**header, "results": results}, indent=2) + "\n")
-    (out / "stats.json").write_text(json.dumps({**header, "images": rows}, indent=2) + "\n")
-    (out / "stats.md").write_text(_stats_markdown(header, rows))
+    results_json = json.dumps({**header, "results": results}, indent=2) + "\n"
+    write_output(out, "results.json", results_json, force=args.force)
+    write_output(out, "stats.json", json.dumps({**header, "images": rows}, indent=2) + "\n", force=args.force)
+    write_output(out, "stats.md", _stats_markdown(header, rows), force=args.force)
     print(f"wrote {out / 'results.json'}, {out / 'stats.json'}, {out / 'stats.md'} and {len(rows)} overlay(s)")
     if random_weights:
         print(_loud(RANDOM_WARNING))
@@ -129,6 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else the bundled photos)")
     parser.add_argument("--out", default="demo_output", metavar="DIR", help="output directory (demo_output)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    add_force_option(parser)
 
 
 main = main_for("python -m ladon.demo", __doc__.splitlines()[0], add_arguments, run)

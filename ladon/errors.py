@@ -147,3 +147,11 @@ class ImageSizeMismatchError(InvalidImageError):
 
 class EntropyCodingError(LadonError):
     """Symbols or CDF tables cannot be entropy-coded (index out of range, bad table, value too far out)."""
+
+
+class OutputExistsError(UsageError):
+    """An output file already exists and ``--force`` was not given (earlier results are never silently lost)."""
+
+
+class UnsafeOutputError(UsageError):
+    """An output name would leave its output directory (a path separator, ``..``) or is not a plain file/folder."""

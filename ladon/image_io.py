@@ -52,13 +52,19 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return to_rgb8(image, "bgr8")
 
 
+def encode_image(image_rgb: np.ndarray, suffix: str = ".png") -> bytes:
+    """An RGB uint8 image encoded in the format of the file suffix (``.png``, ``.jpg``...)."""
+    ok, buf = cv2.imencode(suffix or ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InvalidImageError(f"cannot encode an image as {suffix!r}")
+    return buf.tobytes()
+
+
 def write_image(path: str | os.PathLike[str], image_rgb: np.ndarray) -> None:
     """Write an RGB uint8 image; the format follows the file extension (PNG recommended)."""
-    ok, buf = cv2.imencode(os.path.splitext(os.fspath(path))[1] or ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise InvalidImageError(f"cannot encode an image for {path}")
+    data = encode_image(image_rgb, os.path.splitext(os.fspath(path))[1] or ".png")
     with open(path, "wb") as f:
-        f.write(buf.tobytes())
+        f.write(data)
 
 
 def jpeg_size(image_rgb: np.ndarray, quality: int) -> int:

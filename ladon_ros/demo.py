@@ -24,7 +24,15 @@ import cv2
 import numpy as np
 
 import ladon
-from ladon._cli_common import EXIT_ERROR
+from ladon._cli_common import (
+    EXIT_ERROR,
+    add_force_option,
+    output_dir,
+    output_subdir,
+    run_guarded,
+    safe_output_path,
+    write_output,
+)
 from ladon.assets import default_model_path, images_for_classes
 from ladon.image_io import jpeg_size, list_images
 from ladon.model import read_config
@@ -102,6 +110,9 @@ def _one_per_image(frames: list) -> list:
     return list(seen.values())
 
 
+OUTPUT_FILES = ("results.json", "stats.json", "stats.md")
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(20, 99)))
@@ -111,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     from ladon_ros import conversions, launcher
     from ladon_ros.recorder import Recorder
 
+    out = output_dir(args.out)
+    for name in OUTPUT_FILES:  # refuse earlier results before the nodes start
+        safe_output_path(out, name, args.force)
     default = default_model_path()
     model_path = args.model or (str(default) if default else "")
     if args.images:
@@ -178,14 +192,14 @@ def run(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
         tmp.cleanup()
 
-    out = Path(args.out)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    overlays = output_subdir(out, "overlays")
     rows = []
     for i, frame in enumerate(frames):
         overlay = frame.outputs["overlay"]
         bgr = np.frombuffer(bytes(overlay.data), np.uint8).reshape(overlay.height, overlay.step)[
             :, : overlay.width * 3].reshape(overlay.height, overlay.width, 3)
-        cv2.imwrite(str(out / "overlays" / f"frame_{i:02d}.png"), bgr)
+        _, png = cv2.imencode(".png", bgr)
+        write_output(overlays, f"frame_{i:02d}.png", png.tobytes(), force=args.force)
         rows.append(_frame_row(frame, conversions))
     header = {"model": model_label,
               "random_weights": random_weights,
@@ -200,10 +214,10 @@ def run(args: argparse.Namespace) -> int:
         return class_id if name is None else name
 
     entries = [_results_entry(f, class_name) for f in frames]
-    (out / "results.json").write_text(json.dumps({**header, "frames": entries}, indent=2))
-    (out / "stats.json").write_text(json.dumps({**header, "rows": rows}, indent=2))
+    write_output(out, "results.json", json.dumps({**header, "frames": entries}, indent=2), force=args.force)
+    write_output(out, "stats.json", json.dumps({**header, "rows": rows}, indent=2), force=args.force)
     markdown = _markdown(rows, header)
-    (out / "stats.md").write_text(markdown)
+    write_output(out, "stats.md", markdown, force=args.force)
     print(markdown)
     print(f"wrote {out}/overlays/*.png, results.json, stats.md, stats.json")
     if len(frames) < len(images):
@@ -225,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--encoder-threads", type=int, default=1, help="torch threads of the encoder node")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds before giving up")
     parser.add_argument("--out", default="demo_output", help="output folder")
-    return run(parser.parse_args(argv))
+    add_force_option(parser)
+    return run_guarded(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

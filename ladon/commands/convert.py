@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._cli_common import add_force_option, output_dir, safe_output_path, save_output
 from ..checkpoints import load_authors_checkpoints
 
 HELP = "compose the authors' per-task checkpoints into one model file"
@@ -24,16 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body-norm", choices=("classification", "segmentation"), default="classification",
                         help="BatchNorm statistics of the shared body (classification)")
     parser.add_argument("-o", "--output", required=True, metavar="MODEL", help="output model file (.pt)")
+    add_force_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Compose the checkpoints, save the model file and print its identity."""
+    out = Path(args.output)
+    safe_output_path(output_dir(out.parent), out.name, args.force)  # before the (slow) conversion
     model = load_authors_checkpoints(args.classification, args.detection, args.segmentation,
                                      backbone=args.backbone, num_bottleneck_channels=args.channels, beta=args.beta,
                                      model_id=args.model_id or "", body_norm=args.body_norm)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    save_output(out.parent, out.name, model.save, force=args.force)
     c = model.config
     print(f"wrote {out} ({out.stat().st_size} bytes)")
     print(f"  model id   {c.model_id}")

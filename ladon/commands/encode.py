@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._cli_common import add_model_options, check_model_options, set_threads, unique_path
+from .._cli_common import (
+    add_force_option,
+    add_model_options,
+    check_model_options,
+    output_dir,
+    safe_output_path,
+    set_threads,
+    unique_path,
+    write_output,
+)
 from ..errors import UsageError
 from ..model import build_model, load_encoder
 from .inputs import PACKET_SUFFIX, read_input
@@ -20,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, "full or encoder-only; server weights are never read")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for <stem>.ldnp packet files")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    add_force_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,15 +42,16 @@ def run(args: argparse.Namespace) -> int:
         if item.image is None:
             raise UsageError(f"{path} is a packet file; `ladon encode` takes images")
         images.append((path, item.image))
-    encoder = build_model(seed=0).encoder if args.random_weights else load_encoder(args.model)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.output)
     used: set[Path] = set()
-    for path, image in images:
+    targets = [unique_path(out_dir, Path(path).stem, PACKET_SUFFIX, used) for path, _ in images]
+    for target in targets:  # refuse existing outputs before any work is done
+        safe_output_path(out_dir, target.name, args.force)
+    encoder = build_model(seed=0).encoder if args.random_weights else load_encoder(args.model)
+    for (path, image), target in zip(images, targets):
         (packet,) = encoder.encode([image])
         data = packet.to_bytes()
-        target = unique_path(out_dir, Path(path).stem, PACKET_SUFFIX, used)
-        target.write_bytes(data)
+        write_output(out_dir, target.name, data, force=args.force)
         h, w = image.shape[:2]
         shape = "x".join(str(v) for v in packet.latent_shape)
         print(f"{path}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({w}x{h} px), latent {shape} "

@@ -10,9 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_common import add_model_options, check_model_options, load_full_model, set_threads, unique_path
+from .._cli_common import (
+    add_force_option,
+    add_model_options,
+    check_model_options,
+    load_full_model,
+    output_dir,
+    safe_output_path,
+    set_threads,
+    unique_path,
+    write_output,
+)
 from ..errors import LadonError, UsageError
-from ..image_io import write_image
+from ..image_io import encode_image
 from ..packet import Packet
 from ..results import Result
 from ..tasks import normalize_tasks
@@ -36,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=0.3, metavar="S",
                         help="detections drawn and counted in the summary (0.3); the JSON has all of them")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    add_force_option(parser)
 
 
 def _summary(result: Result, score_threshold: float) -> str:
@@ -61,14 +72,20 @@ def run(args: argparse.Namespace) -> int:
     if requested == ():
         raise UsageError("--tasks is empty; give a comma-separated subset of classification,detection,segmentation")
     inputs = [read_input(path) for path in args.inputs]
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:  # refuse existing outputs before any work is done
+        safe_output_path(output_dir(json_path.parent), json_path.name, args.force)
+    overlay_dir = output_dir(args.overlay) if args.overlay else None
+    used: set[Path] = set()
+    overlay_targets = [unique_path(overlay_dir, Path(item.path).stem, ".png", used) if overlay_dir else None
+                       for item in inputs]
+    for target in overlay_targets:
+        if target is not None:
+            safe_output_path(overlay_dir, target.name, args.force)
     model = load_full_model(args)
     tasks = requested or model.server.tasks
-    overlay_dir = Path(args.overlay) if args.overlay else None
-    if overlay_dir is not None:
-        overlay_dir.mkdir(parents=True, exist_ok=True)
-    used: set[Path] = set()
     entries: list[dict[str, Any]] = []
-    for item in inputs:
+    for item, target in zip(inputs, overlay_targets):
         entry: dict[str, Any] = {"input": item.path, "input_kind": "packet" if item.image is None else "image"}
         packet = item.packet
         if packet is None:
@@ -88,11 +105,10 @@ def run(args: argparse.Namespace) -> int:
         if overlay_dir is not None:
             h, w = result.geometry.original_size
             canvas = item.image if item.image is not None else np.zeros((h, w, 3), np.uint8)
-            target = unique_path(overlay_dir, Path(item.path).stem, ".png", used)
-            write_image(target, draw_overlay(canvas, result, score_threshold=args.score_threshold))
+            write_output(overlay_dir, target.name, encode_image(draw_overlay(
+                canvas, result, score_threshold=args.score_threshold)), force=args.force)
             print(f"  overlay -> {target}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(entries, indent=2) + "\n")
+    if json_path is not None:
+        write_output(json_path.parent, json_path.name, json.dumps(entries, indent=2) + "\n", force=args.force)
         print(f"results -> {args.json}")
     return 0

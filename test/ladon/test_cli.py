@@ -182,5 +182,8 @@ def test_convert_authors_classification_checkpoint(files, tmp_path, capsys) -> N
     assert converted.model_hash == model.model_hash and converted.config.beta == pytest.approx(0.32)
     assert converted.server.tasks == ("classification",)
     assert model.model_hash.hex() in stdout and "classification" in stdout
-    assert cli.main(["convert", "--classification", str(tmp_path / "missing-beta1.pt"), "-o", str(out)]) == 2
+    assert cli.main(["convert", "--classification", str(checkpoint), "--backbone", "resnet18", "-o", str(out)]) == 2
+    assert "already exists" in _error_line(capsys)  # an earlier result is never replaced without --force
+    assert cli.main(["convert", "--classification", str(tmp_path / "missing-beta1.pt"), "-o",
+                     str(tmp_path / "other.pt")]) == 2
     assert "not found" in _error_line(capsys)
