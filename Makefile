@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ladon-installed
 
-.PHONY: setup demo demo-local test lint bench bench-split bench-fleet demo-models clean
+.PHONY: setup demo demo-local test lint bench bench-split bench-fleet fuzz demo-models clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ bench-split: $(STAMP)
 # ARGS="--model resnet50-random --device cuda --precision fp16 --robots 32 --rate 30" on a GPU machine.
 bench-fleet: $(STAMP)
 	$(VENV)/bin/ladon-bench-fleet $(ARGS)
+
+# Coverage-guided fuzzing (atheris) of the packet parser + verifier, message conversion, rANS decoder and the whole
+# server: >= 10^6 executions (~15 min on 2 cores), bench/results/fuzz/{fuzz.json,fuzz.md}; ARGS passes options.
+fuzz: $(STAMP)
+	$(PY) -m ladon_bench.fuzz --out bench/results/fuzz --force $(ARGS)
 
 # Retrain the bundled demo models from scratch (~80 min on 2 CPU cores): data set, teacher, two betas, evaluation.
 demo-models: $(STAMP)

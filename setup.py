@@ -58,6 +58,8 @@ setup(
         # The fleet server's Ray Serve backend (edge servers only; robots never need it).
         "fleet": ["ray[serve]>=2.40"],
         "dev": ["pytest", "hypothesis", "ruff"],
+        # Coverage-guided fuzzing (make fuzz); ladon_bench.fuzz runs without it, uncovered.
+        "fuzz": ["atheris>=2.3"],
     },
     entry_points={"console_scripts": [
         "ladon = ladon.cli:main",

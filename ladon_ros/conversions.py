@@ -97,8 +97,9 @@ def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0) -
     return msg
 
 
-def msg_to_packet(msg: CompressedFeatures) -> Packet:
-    """Rebuild and validate the packet carried by a ``CompressedFeatures`` message (CRC checked)."""
+def msg_to_packet(msg: CompressedFeatures, *, check_crc: bool = True) -> Packet:
+    """Rebuild and validate the packet carried by a ``CompressedFeatures`` message (CRC checked unless
+    ``check_crc=False``, which only tools that forge messages on purpose use)."""
     try:
         model_hash = bytes(np.asarray(msg.model_hash, dtype=np.uint8))
         if len(model_hash) != MODEL_HASH_BYTES:
@@ -131,7 +132,7 @@ def msg_to_packet(msg: CompressedFeatures) -> Packet:
         raise
     except (TypeError, ValueError) as exc:  # includes UnicodeDecodeError of a non-ASCII key id
         raise PacketError(f"malformed CompressedFeatures message: {exc}") from None
-    if packet.crc32 != int(msg.crc32):
+    if check_crc and packet.crc32 != int(msg.crc32):
         raise ChecksumError(f"CRC32 mismatch: message carries {int(msg.crc32):#010x}, contents give "
                             f"{packet.crc32:#010x}")
     return packet
