@@ -83,3 +83,35 @@ def test_least_privilege_per_enclave():
 def test_generator_refuses_bad_robot_lists(robots):
     with pytest.raises(UsageError):
         sros2_policy.policy_xml(robots)
+
+
+_SECURE_NODE = """
+import rclpy
+from rclpy.node import Node
+rclpy.init()
+try:
+    Node("ladon_secure_probe")
+except Exception as exc:
+    print("REFUSED:", type(exc).__name__, str(exc).splitlines()[0][:200])
+else:
+    print("CREATED")
+"""
+
+
+def test_security_enabled_with_a_bad_keystore_fails_closed(tmp_path):
+    """ROS_SECURITY_ENABLE=true + Enforce never yields an unsecured node: here (PyPI Fast DDS built without
+    security, probe D3) node creation fails; on a security-enabled DDS the garbage keystore fails the same way."""
+    import os
+    import subprocess
+    import sys
+
+    enclave = tmp_path / "keystore" / "enclaves" / "ladon" / "robot1"
+    enclave.mkdir(parents=True)
+    for name in ("identity_ca.cert.pem", "cert.pem", "key.pem", "permissions_ca.cert.pem", "governance.p7s",
+                 "permissions.p7s"):
+        (enclave / name).write_text("not a certificate\n")
+    env = dict(os.environ, ROS_SECURITY_ENABLE="true", ROS_SECURITY_STRATEGY="Enforce",
+               ROS_SECURITY_KEYSTORE=str(tmp_path / "keystore"), ROS_SECURITY_ENCLAVE_OVERRIDE="/ladon/robot1",
+               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID="147", ROS_LOG_DIR=str(tmp_path / "log"))
+    proc = subprocess.run([sys.executable, "-c", _SECURE_NODE], env=env, capture_output=True, text=True, timeout=60)
+    assert "REFUSED" in proc.stdout, proc.stdout + proc.stderr
