@@ -36,7 +36,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("parser", "conversion", "decoder", "infer")
-DEFAULT_RUNS = {"parser": 1_000_000, "conversion": 300_000, "decoder": 100_000, "infer": 3_000}
+DEFAULT_RUNS = {"parser": 3_000_000, "conversion": 1_000_000, "decoder": 300_000, "infer": 10_000}
 DEFAULT_SECONDS = {"parser": 900, "conversion": 600, "decoder": 600, "infer": 300}
 SEED_KEY = bytes(range(32))
 SEED_KEY_ID = "robot1"
@@ -422,6 +422,14 @@ def run_target(target: str, runs: int, seconds: float, work: Path, model: str, e
     return total
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table."""
     lines = ["# Fuzzing (`make fuzz`)", "",
@@ -520,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
                          f"{platform.python_version()}",
-              "engine": engine, "model": args.model if Path(args.model).exists() else "tiny random model",
+              "engine": engine, "model": _shown(Path(args.model)) if Path(args.model).exists() else "tiny random model",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "work": str(work_root),
               "targets": results}
     md = markdown(report)
