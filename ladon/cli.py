@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("encode", "ladon.commands.encode", "server"),
     ("infer", "ladon.commands.infer", "server"),
     ("convert", "ladon.commands.convert", "server"),
+    ("keygen", "ladon.commands.keygen", ""),  # torch-free: works on a robot install
     ("bench", "ladon.bench", "server"),
     ("synth", "ladon.datasets.synth", "train"),
     ("train", "ladon.train.pipeline", "train"),

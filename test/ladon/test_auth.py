@@ -218,3 +218,17 @@ def test_keys_dir_loads_every_key_and_checks_the_directory(tmp_path):
     with pytest.raises(KeyFileError, match="key id"):
         load_keys_dir(keys)
 
+
+
+def test_ladon_keygen_command(tmp_path, capsys):
+    from ladon import cli
+
+    keys = tmp_path / "keys"
+    assert cli.main(["keygen", "robot1", "fleet.robot2", "-o", str(keys)]) == 0
+    assert (os.stat(keys).st_mode & 0o777) == 0o700
+    assert Verifier.from_dir(keys).key_ids == {"robot1", "fleet.robot2"}
+    wire = Signer.from_file(keys / "robot1.key").sign_bytes(make_packet())
+    assert Verifier.from_dir(keys).verify(wire).key_id == "robot1"
+    assert cli.main(["keygen", "robot1", "-o", str(keys)]) == 2  # an existing key is never overwritten
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(["keygen", "bad/id", "-o", str(keys)]) == 2
