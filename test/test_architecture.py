@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "ladon_bench": {"ladon", "ladon_ros", "ladon_bench", "ladon_robot", *NODES},
     "ladon_robot": {"ladon", "ladon_robot"},
 }
-TORCH_FREE = ("ladon._version", "ladon.errors", "ladon.geometry", "ladon.packet", "ladon.tasks", "ladon.results")
+TORCH_FREE = ("ladon._version", "ladon.errors", "ladon.geometry", "ladon.packet", "ladon.tasks", "ladon.results",
+              "ladon.auth")
 """The ``ladon`` modules that load no torch: what the packet format and the torch-free robot runtime need."""
 
 
