@@ -10,7 +10,8 @@ nodes. Least privilege:
 * enclave ``/ladon/server``: ``ladon_server`` (at ``/`` as a fleet server, or in a robot's namespace as
   ``ladon-launch --namespace`` starts it) may only subscribe each listed robot's features (and camera, for the
   overlay background) and publish that robot's outputs, overlay and label infos;
-* every node: ``/diagnostics``, ``/rosout``, ``/parameter_events``, its own parameter services, ``/clock``.
+* every node: ``/diagnostics``, ``/rosout``, ``/parameter_events``, its own parameter services, ``/clock``, and
+  as a lifecycle node its ``~/transition_event`` and the lifecycle services it answers.
 
 A robot's enclave cannot publish another robot's features, and nothing but the server may publish results.
 """
@@ -28,6 +29,9 @@ from ladon_ros import topics
 POLICY_VERSION = "0.2.0"
 PARAMETER_SERVICES = ("describe_parameters", "get_parameter_types", "get_parameters", "list_parameters",
                       "set_parameters", "set_parameters_atomically")
+LIFECYCLE_SERVICES = ("change_state", "get_available_states", "get_available_transitions", "get_state",
+                      "get_transition_graph")
+"""Every Ladon node is a lifecycle node: it answers these and publishes ``~/transition_event``."""
 SERVER_NODE = "ladon_server"
 ENCODER_NODE = "ladon_encoder"
 IMAGE_SOURCE_NODE = "ladon_image_source"
@@ -50,11 +54,13 @@ def _topics(kind: str, names: Sequence[str], indent: str) -> list[str]:
 def _profile(ns: str, node: str, publish: Sequence[str], subscribe: Sequence[str], indent: str) -> list[str]:
     inner = indent + "  "
     lines = [f'{indent}<profile ns="{escape(ns)}" node="{escape(node)}">']
-    lines += _topics("publish", [*publish, "/diagnostics", "/rosout"], inner)
+    lines += _topics("publish", [*publish, "/diagnostics", "/rosout", "~/transition_event"], inner)
     lines += _topics("subscribe", [*subscribe, "/clock"], inner)
     lines += [f'{inner}<topics publish="ALLOW" subscribe="ALLOW">', f"{inner}  <topic>/parameter_events</topic>",
               f"{inner}</topics>", f'{inner}<services reply="ALLOW" request="ALLOW">']
     lines += [f"{inner}  <service>~/{s}</service>" for s in PARAMETER_SERVICES]
+    lines += [f"{inner}</services>", f'{inner}<services reply="ALLOW">']
+    lines += [f"{inner}  <service>~/{s}</service>" for s in LIFECYCLE_SERVICES]
     return [*lines, f"{inner}</services>", f"{indent}</profile>"]
 
 
