@@ -15,6 +15,7 @@ from .._cli_common import (
     unique_path,
     write_output,
 )
+from ..auth import Signer
 from ..errors import UsageError
 from ..model import build_model, load_encoder
 from .inputs import PACKET_SUFFIX, read_input
@@ -29,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, "full or encoder-only; server weights are never read")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for <stem>.ldnp packet files")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    parser.add_argument("--sign-key", metavar="KEY_FILE",
+                        help="sign every packet with this HMAC-SHA256 key file (ladon keygen; mode 0600)")
+    parser.add_argument("--key-id", metavar="ID", help="key id written into signed packets (default: the key file "
+                        "name without .key)")
     add_force_option(parser)
 
 
@@ -47,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     targets = [unique_path(out_dir, Path(path).stem, PACKET_SUFFIX, used) for path, _ in images]
     for target in targets:  # refuse existing outputs before any work is done
         safe_output_path(out_dir, target.name, args.force)
+    signer = Signer.from_file(args.sign_key, args.key_id) if args.sign_key else None
     encoder = build_model(seed=0).encoder if args.random_weights else load_encoder(args.model)
     for (path, image), target in zip(images, targets):
         (packet,) = encoder.encode([image])
-        data = packet.to_bytes()
+        data = packet.to_bytes() if signer is None else signer.sign_bytes(packet)
         write_output(out_dir, target.name, data, force=args.force)
         h, w = image.shape[:2]
         shape = "x".join(str(v) for v in packet.latent_shape)

@@ -21,6 +21,7 @@ from .._cli_common import (
     unique_path,
     write_output,
 )
+from ..auth import Verifier
 from ..errors import LadonError, UsageError
 from ..image_io import encode_image
 from ..packet import Packet
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=0.3, metavar="S",
                         help="detections drawn and counted in the summary (0.3); the JSON has all of them")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    parser.add_argument("--verify-keys", metavar="DIR",
+                        help="packet files must carry a valid HMAC-SHA256 tag under a key of DIR (<key_id>.key "
+                             "files); images encoded here are not checked")
     add_force_option(parser)
 
 
@@ -72,6 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if requested == ():
         raise UsageError("--tasks is empty; give a comma-separated subset of classification,detection,segmentation")
     inputs = [read_input(path) for path in args.inputs]
+    if args.verify_keys:  # before any model is loaded or anything decoded
+        verifier = Verifier.from_dir(args.verify_keys)
+        for item in inputs:
+            if item.packet is not None:
+                try:
+                    verifier.verify(item.packet)
+                except LadonError as exc:
+                    raise LadonError(f"{item.path}: {exc}") from exc
     json_path = Path(args.json) if args.json else None
     if json_path is not None:  # refuse existing outputs before any work is done
         safe_output_path(output_dir(json_path.parent), json_path.name, args.force)

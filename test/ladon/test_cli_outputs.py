@@ -4,6 +4,8 @@ earlier result without ``--force`` (the probe ``probes/cli_writes.sh`` at test s
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -145,3 +147,22 @@ def test_local_demo_refuses_earlier_results(planted, tiny_model_file, image, cap
     assert local_demo.main(args) == 0
     assert local_demo.main(args) == 2  # the second run would replace the first
     assert local_demo.main([*args, "--force"]) == 0
+
+
+def test_encode_signs_and_infer_verifies_packet_files(tmp_path, image, tiny_model_file, capsys):
+    keys = tmp_path / "keys"
+    assert cli.main(["keygen", "robot1", "robot2", "-o", str(keys)]) == 0
+    out = tmp_path / "packets"
+    assert cli.main(["encode", str(image), "--model", str(tiny_model_file), "-o", str(out), "--sign-key",
+                     str(keys / "robot1.key")]) == 0
+    packet_file = out / "shapes_01.ldnp"
+    base = ["infer", str(packet_file), "--model", str(tiny_model_file), "--tasks", "classification"]
+    assert cli.main([*base, "--verify-keys", str(keys)]) == 0
+    assert cli.main(base) == 0  # a signed packet file is served without --verify-keys too (opt-in)
+    raw = bytearray(packet_file.read_bytes())
+    raw[len(raw) - 4 - 32 - 1 - len("robot1") - 3] ^= 1  # one payload bit, CRC recomputed: only the tag can tell
+    raw[-4:] = struct.pack("<I", zlib.crc32(bytes(raw[:-4])))
+    packet_file.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert cli.main([*base, "--verify-keys", str(keys)]) == 2
+    assert "tag does not match" in _only_error(capsys)
