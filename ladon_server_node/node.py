@@ -40,6 +40,7 @@ from ladon.server import DEFAULT_MAX_IMAGE_PIXELS
 from ladon.tasks import TASKS
 from ladon.visualize import MAX_OVERLAY_SCALE, draw_overlay, palette
 from ladon_ros import topics
+from ladon_ros.auth import FeaturesAuthenticator, declare_verifier_parameters, load_verifier
 from ladon_ros.compat import (
     HAS_MATCHED_EVENT,
     HAS_MESSAGE_INFO,
@@ -131,6 +132,7 @@ class LadonServerNode(LadonLifecycleNode):
         self._active_timers: list = []
         self._cond = threading.Condition()  # guards the robot list, their statistics and camera caches
         self.robots: list[Robot] = []
+        self.auth: FeaturesAuthenticator | None = None
         super().__init__(NODE_NAME, **node_kwargs)
 
     # ------------------------------------------------------------------------------------------------ lifecycle
@@ -199,9 +201,11 @@ class LadonServerNode(LadonLifecycleNode):
         self.robot_names = list(dict.fromkeys(str(r) for r in robots or [""]))
         self.patterns = [n for n in self.robot_names if any(c in n for c in "*?[")]
         self.ray_settings, self.ray_fallback = self._declare_ray() if self.backend_name == "ray" else (None, False)
+        self._auth_params = declare_verifier_parameters(self)
 
     def _configure(self) -> None:
-        """Load the model and the backend; create the diagnostics output."""
+        """Load the model, the packet keys (auth.keys_dir) and the backend; create the diagnostics output."""
+        self.auth = load_verifier(self, *self._auth_params)
         self.model = load_model_part(self, self.model_params)
         server = self.model.server
         server.max_image_pixels = self.max_image_pixels
@@ -410,6 +414,8 @@ class LadonServerNode(LadonLifecycleNode):
                                            f"{self.max_message_bytes}")
             msg = deserialize_features(raw)
             packet = msg_to_packet(msg)
+            if self.auth is not None:  # HMAC checked before anything is decoded
+                packet = self.auth.check(robot.name, packet)
             self.model.server.check_packet(packet)
         except LadonError as exc:
             self._reject(robot, exc)

@@ -129,3 +129,49 @@ def test_health_returns_to_ok_when_rejects_stop(harness, genuine):
     h.spin_until(lambda: level() == DiagnosticStatus.WARN)
     h.spin_until(lambda: level() == DiagnosticStatus.OK, timeout=15)  # 1.5 s window
     assert h.robot.stats.counters["rejected"] == 1  # the total is kept
+
+
+def test_the_server_verifies_hmac_tags_before_queueing(ros_context, tiny_model_file, model, genuine, tmp_path):
+    """With ``auth.keys_dir`` the server serves packets signed with the robot's own key and rejects unsigned,
+    forged and other robots' packets in the callback (issue #16, item 3)."""
+    from ladon.auth import Signer, generate_key_file
+
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    generate_key_file(keys / "victim.key")
+    generate_key_file(keys / "other.key")
+    server = LadonServerNode(context=ros_context, parameter_overrides=[
+        Parameter("model", value=str(tiny_model_file)), Parameter("robots", value=["/victim"]),
+        Parameter("tasks.detection", value=False), Parameter("tasks.segmentation", value=False),
+        Parameter("auth.keys_dir", value=str(keys))])
+    client = Node("hostile_auth_client", context=ros_context)
+    executor = MultiThreadedExecutor(num_threads=2, context=ros_context)
+    executor.add_node(server)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        outputs: list[Classification] = []
+        client.create_subscription(Classification, "/victim/ladon/classification", outputs.append, 100)
+        pub = client.create_publisher(CompressedFeatures, "/victim/ladon/features", 10)
+        robot = server.robots[0]
+        deadline = time.monotonic() + 30
+        while not (pub.get_subscription_count() and robot.outputs["classification"].get_subscription_count()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        signed = Signer.from_file(keys / "victim.key").sign(genuine)
+        wrong_key = Signer.from_file(keys / "other.key").sign(genuine)
+        forged = dataclasses.replace(signed, data=bytes(len(signed.data)))  # tag kept, payload edited
+        for packet, frame_id in ((genuine, "unsigned"), (wrong_key, "other"), (forged, "forged"), (signed, "ok")):
+            pub.publish(packet_to_msg(packet, _header(0, frame_id)))
+        while not outputs or robot.stats.counters["rejected"] < 3:
+            assert time.monotonic() < deadline, ([o.header.frame_id for o in outputs], robot.stats.last_error)
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert [o.header.frame_id for o in outputs] == ["ok"]
+        assert robot.stats.counters["rejected"] == 3 and server.scheduler.counters(robot).queued == 1
+    finally:
+        executor.shutdown()
+        spinner.join(5)
+        server.destroy_node()
+        client.destroy_node()
