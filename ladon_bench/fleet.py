@@ -87,6 +87,28 @@ def _packet_bytes(model_arg: str, workdir: Path) -> tuple[bytes, str, dict[str, 
     return packet.to_bytes(), str(path), facts
 
 
+def stage_profile(model_file: str, packet: bytes, max_batch: int, device: str, seconds: float = 3.0
+                  ) -> dict[str, dict[str, float]]:
+    """In-process, no DDS: per-frame milliseconds of each server stage at batch 1 and at ``max_batch`` (the same
+    packet repeated), to show which stages batching speeds up."""
+    import ladon
+
+    model = ladon.load_model(model_file, device=device)
+    out = {}
+    for batch in sorted({1, max_batch}):
+        packets = [packet] * batch
+        model.server.infer_each(packets, max_batch=batch)  # warm-up
+        samples: dict[str, list[float]] = {}
+        start, frames = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            for key, value in model.server.infer_each(packets, max_batch=batch)[0].timings_ms.items():
+                samples.setdefault(key, []).append(value)
+            frames += batch
+        out[f"batch{batch}"] = {**{k: float(np.median(v)) for k, v in samples.items()},
+                                "frames_per_s": frames / (time.perf_counter() - start)}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ one mode
 def _server_env(domain: int) -> dict[str, str]:
     env = dict(os.environ)
@@ -239,6 +261,14 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['mode']} | {r['max_batch']} | {r['frames_per_s']:.1f} | {fair} | {p50} | {p99} |")
     if "throughput_ratio_batched_over_batch1" in doc:
         lines += ["", f"Throughput batched / batch-1: **{doc['throughput_ratio_batched_over_batch1']:.2f}x**"]
+    if doc.get("stage_profile"):
+        profile = doc["stage_profile"]
+        stages = [k for k in next(iter(profile.values())) if k != "frames_per_s"]
+        lines += ["", "Server stages in-process (no DDS), ms per frame (a batch's stage time / its size):", "",
+                  "| Batch | " + " | ".join(stages) + " | frames/s |", "|---|" + "---:|" * (len(stages) + 1)]
+        for name, row in profile.items():
+            lines.append(f"| {name} | " + " | ".join(f"{row[k]:.1f}" for k in stages)
+                         + f" | {row['frames_per_s']:.1f} |")
     header = "| Robot | " + " | ".join(r["mode"] for r in doc["modes"]) + " |"
     lines += ["", "Per robot (served/s, p50 ms, p99 ms):", "", header, "|---|" + "---|" * len(doc["modes"])]
     for ns in doc["modes"][0]["per_robot"]:
@@ -290,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
     machine = machine_description()
     with tempfile.TemporaryDirectory(prefix="ladon-fleet-") as tmp:
         packet, model_file, facts = _packet_bytes(args.model, Path(tmp))
+        profile = stage_profile(model_file, packet, args.max_batch, args.device)
         results = []
         for mode in modes:
             max_batch = MODES[mode] or args.max_batch
@@ -302,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
         "tool": "ladon-bench-fleet", "command": " ".join(["ladon-bench-fleet", *sys.argv[1:]]),
         "machine": machine, "device": args.device, "precision": args.precision, "model": facts,
         "robots": args.robots, "rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
-        "queue_size": args.queue_size, "modes": results}
+        "queue_size": args.queue_size, "modes": results, "stage_profile": profile}
     by_mode = {r["mode"]: r for r in results}
     if "batch1" in by_mode and "batched" in by_mode and by_mode["batch1"]["frames_per_s"] > 0:
         doc["throughput_ratio_batched_over_batch1"] = by_mode["batched"]["frames_per_s"] / \
