@@ -1,0 +1,137 @@
+"""RateController against a simulated link (a FIFO bottleneck of a given rate): switching, hysteresis, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from ladon.errors import LadonError
+from ladon.rate_control import RateControlConfig, RateControlError, RateController
+
+SIZES = (1200, 450)  # bytes per packet at beta 1.28 / 10.24 (the demo pair's order of magnitude)
+
+
+class Link:
+    """A FIFO bottleneck: a packet's transfer starts when the previous one has left; fixed propagation delay."""
+
+    def __init__(self, rate_bps: float, delay_s: float = 0.002) -> None:
+        self.rate_bps, self.delay_s, self.free_at = rate_bps, delay_s, 0.0
+
+    def send(self, now: float, nbytes: int) -> float:
+        start = max(now, self.free_at)
+        self.free_at = start + 8 * nbytes / self.rate_bps
+        return self.free_at + self.delay_s  # when the ack arrives back
+
+
+def run(schedule, *, fps=30.0, duration=None, config=None):
+    """Drive the controller with frames at ``fps`` over a link whose rate follows ``schedule`` [(t, bps), ...].
+    Returns per frame (t, level, latency_s)."""
+    ctl = RateController((1.28, 10.24), config or RateControlConfig(latency_budget_ms=100.0))
+    link = Link(schedule[0][1])
+    acks: list[tuple[float, int]] = []
+    out = []
+    end = duration or schedule[-1][0] + 8.0
+    t, key = 0.0, 0
+    while t < end:
+        link.rate_bps = [r for ts, r in schedule if ts <= t][-1]
+        for at, k in [a for a in acks if a[0] <= t]:
+            ctl.on_ack(k, at)
+            acks.remove((at, k))
+        ctl.on_frame(t)
+        level = ctl.choose(t).level
+        arrive = link.send(t, SIZES[level])
+        ctl.on_sent(key, level, SIZES[level], t)
+        acks.append((arrive, key))
+        out.append((t, level, arrive - t))
+        key += 1
+        t += 1.0 / fps
+    return ctl, out
+
+
+def first_time(out, after, pred):
+    return next((t - after for t, level, lat in out if t >= after and pred(level, lat)), None)
+
+
+def test_starts_most_accurate_and_holds_on_a_fast_link():
+    ctl, out = run([(0.0, 50e6)], duration=10.0)
+    assert {level for _, level, _ in out} == {0}
+    assert ctl.switches == 0
+    assert ctl.rate_bps(10.0) > 1e6
+
+
+def test_drop_then_recovery_meets_the_issue_bounds():
+    # 50 -> 0.2 -> 50 Mbit/s: at 30 fps, 1200 B frames need 288 kbit/s (over the slow link), 450 B need 108 kbit/s
+    schedule = [(0.0, 50e6), (5.0, 0.2e6), (15.0, 50e6)]
+    ctl, out = run(schedule)
+    budget = 0.1
+    # after the drop: back under the budget (and staying there) within 1 s
+    late = [t for t, _, lat in out if 5.0 <= t < 15.0 and lat > budget]
+    assert late and max(late) - 5.0 <= 1.0, late
+    assert all(level == 1 for t, level, _ in out if 6.0 <= t < 15.0)
+    # after recovery: the accurate beta returns within 5 s
+    back = first_time(out, 15.0, lambda level, _: level == 0)
+    assert back is not None and back <= 5.0
+    assert all(level == 0 for t, level, _ in out if t >= 15.0 + back)
+    assert ctl.switches == 2  # no oscillation
+
+
+def test_no_oscillation_at_the_boundary():
+    # 0.35 Mbit/s: 1200 B at 30 fps is 82 % utilisation (does not fit), 450 B is 31 % (fits): one switch, then hold
+    ctl, out = run([(0.0, 50e6), (2.0, 0.35e6)], duration=30.0)
+    assert ctl.switches == 1
+    assert all(level == 1 for t, level, _ in out if t > 4.0)
+
+
+def test_without_acknowledgements_it_stays_most_accurate():
+    ctl = RateController((1.28, 10.24))
+    for i in range(100):
+        ctl.on_frame(i / 30)
+        assert ctl.choose(i / 30).level == 0
+        ctl.on_sent(i, 0, 1200, i / 30)
+    assert "no acknowledgement" in ctl.last.reason
+    assert ctl.state(4.0)["rate_estimate_kbps"] is None
+
+
+def test_a_stalled_link_steps_down_before_any_sample_returns():
+    ctl = RateController((1.28, 10.24), RateControlConfig(latency_budget_ms=100.0))
+    for i in range(10):  # fast link: acked after 2 ms
+        ctl.on_frame(i / 30)
+        ctl.choose(i / 30)
+        ctl.on_sent(i, 0, 1200, i / 30)
+        ctl.on_ack(i, i / 30 + 0.002)
+    ctl.on_frame(0.4)
+    ctl.on_sent(10, 0, 1200, 0.4)  # never acknowledged
+    assert ctl.choose(0.45).level == 0
+    decision = ctl.choose(0.52)
+    assert decision.level == 1 and decision.switched and "stalled" in decision.reason
+
+
+def test_memory_is_bounded_when_nothing_is_acknowledged():
+    ctl = RateController((1.0, 2.0), RateControlConfig(max_outstanding=16))
+    for i in range(10_000):
+        ctl.on_sent(i, 0, 100, i * 1e-3)
+    assert len(ctl._outstanding) == 16
+    assert ctl.on_ack("unknown", 11.0) is None
+
+
+def test_unseen_levels_borrow_the_more_accurate_size():
+    ctl = RateController((1.0, 2.0, 4.0))
+    ctl.observe_size(0, 1000)
+    assert ctl._size(2) == 1000
+    ctl.observe_size(1, 300)
+    assert ctl._size(2) == 300
+
+
+@pytest.mark.parametrize("kwargs", [dict(latency_budget_ms=0), dict(max_utilization=1.5),
+                                    dict(up_utilization=0.9, max_utilization=0.8), dict(window=0),
+                                    dict(latency_budget_ms=float("nan")), dict(min_transfer_s=0)])
+def test_bad_settings_are_typed_errors(kwargs):
+    with pytest.raises(RateControlError) as info:
+        RateControlConfig(**kwargs)
+    assert isinstance(info.value, LadonError)
+    assert next(iter(kwargs)) in str(info.value)
+
+
+@pytest.mark.parametrize("betas", [(), (2.0, 1.0), (1.0, 1.0)])
+def test_bad_levels_are_typed_errors(betas):
+    with pytest.raises(RateControlError):
+        RateController(betas)
