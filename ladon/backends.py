@@ -56,11 +56,11 @@ class LadonDeployment:
                  torch_threads: int = 0) -> None:
         import torch
 
-        from .model import load_model
+        from .model_set import load_served
 
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
-        self.model = load_model(model_path, device=device)
+        self.model = load_served(model_path, device=device)  # one model file or a set manifest
         self.model.server.set_precision(precision)
         self.max_batch = max_batch
 

@@ -198,8 +198,35 @@ class EncoderSet:
         """Betas, ascending (most accurate and largest packets first)."""
         return tuple(e.beta for e in self.encoders)
 
+    @property
+    def model_id(self) -> str:
+        return "set[" + ", ".join(e.model_id for e in self.encoders) + "]"
+
+    @property
+    def model_hash(self) -> bytes:
+        """The most accurate encoder's hash."""
+        return self.encoders[0].model_hash
+
+    @property
+    def beta(self) -> float:
+        """The most accurate encoder's beta."""
+        return self.encoders[0].beta
+
+    @property
+    def random_weights(self) -> bool:
+        return any(e.random_weights for e in self.encoders)
+
     def __len__(self) -> int:
         return len(self.encoders)
+
+    def encode(self, images: Sequence[Any]) -> list[Packet]:
+        """Encode at the most accurate beta (fixed-beta use of a set; rate adaptation picks per frame)."""
+        return self.encoders[0].encode(images)
+
+    def to(self, device: Any) -> EncoderSet:
+        for e in self.encoders:
+            e.to(device)
+        return self
 
     def __getitem__(self, index: int) -> LadonEncoder:
         return self.encoders[index]
@@ -385,6 +412,15 @@ def load_model_set(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         _check_entry(entry, model.server.beta, model.model_hash)
         models.append(model)
     return ModelSet(models)
+
+
+def load_served(path: str | os.PathLike[str], device: str = "cpu") -> LadonModel | ModelSet:
+    """What a server serves from one path: a :class:`ModelSet` for a set manifest, else one full model."""
+    if is_set_manifest(path):
+        return load_model_set(path, device=device)
+    from .model import load_model
+
+    return load_model(path, device=device)
 
 
 def write_manifest(path: str | os.PathLike[str], model_files: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:

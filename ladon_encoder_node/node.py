@@ -24,6 +24,7 @@ from rclpy.qos import ReliabilityPolicy, qos_profile_system_default
 from sensor_msgs.msg import CompressedImage, Image
 
 from ladon.errors import LadonError
+from ladon.model_set import EncoderSet
 from ladon_ros import topics
 from ladon_ros.auth import declare_signer_parameters, load_signer
 from ladon_ros.compat import (
@@ -50,6 +51,7 @@ from ladon_ros.params import (
     declare_qos,
     load_model_part,
 )
+from ladon_ros.rate_adaptation import AdaptiveEncoding, declare_rate_control
 
 DEFAULT_MAX_PAYLOAD_BYTES = 60_000
 """Below one 64 KB RTPS datagram: larger samples fragment, and lossy links drop whole fragmented samples."""
@@ -71,6 +73,7 @@ class LadonEncoderNode(LadonLifecycleNode):
         self.diagnostics = None
         self._timers: list = []
         self._poll_timer = None
+        self.adaptive: AdaptiveEncoding | None = None
         super().__init__("ladon_encoder", **kwargs)
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -112,6 +115,7 @@ class LadonEncoderNode(LadonLifecycleNode):
                            "level (totals are reported too)", min_value=0.1, max_value=86400.0)
         stale_s = declare(self, "diagnostics.stale_after_s", 5.0, "STALE when the features are subscribed but no "
                           "camera frame arrived for this long", min_value=0.1, max_value=86400.0)
+        self.rate_config = declare_rate_control(self)  # used when 'model' is a model set (rate adaptation)
         self.input_topic = topics.transport_topic(self, topics.IMAGE, self.transport)
         self.stats = StreamStats(problem_window_s=window_s, stale_after_s=stale_s)
         self._last_encode = 0.0
@@ -137,6 +141,7 @@ class LadonEncoderNode(LadonLifecycleNode):
         """Load the encoder and create the publishers."""
         self.device = self._load_encoder()
         self.signer = load_signer(self, *self._auth)
+        self._setup_rate_control()
         self._hardware_id = f"{socket.gethostname()}/{self.device}"
         events = {"incompatible_qos": self._on_incompatible_qos}
         if HAS_MATCHED_EVENT:  # lazy input by event, as image_proc does; Humble has no matched event: poll
@@ -150,6 +155,12 @@ class LadonEncoderNode(LadonLifecycleNode):
             f"encoder {self.encoder.model_id} hash {self.encoder.model_hash.hex()} beta {self.encoder.beta:g} on "
             f"{self.device}; input '{self.input_topic}' ({self.transport}), output "
             f"'{self.publisher.topic_name}'")
+
+    def _setup_rate_control(self) -> None:
+        """With a model set, beta is chosen per frame (ladon_ros.rate_adaptation); one model file: fixed beta."""
+        if isinstance(self.encoder, EncoderSet):
+            self.adaptive = AdaptiveEncoding(self, self.encoder, self.rate_config, self.stats,
+                                             lambda: self.max_payload_bytes)
 
     def _activate(self) -> None:
         """Back on the accelerator; subscribe (lazily) to the images."""
@@ -180,6 +191,9 @@ class LadonEncoderNode(LadonLifecycleNode):
                 self.destroy_publisher(publisher)
         self.publisher = self.diagnostics = None
         self.encoder = None
+        if self.adaptive is not None:
+            self.adaptive.close()
+            self.adaptive = None
 
     # ------------------------------------------------------------------------------------------ input
     def _update_subscription(self, *_) -> None:
@@ -215,6 +229,8 @@ class LadonEncoderNode(LadonLifecycleNode):
     def on_image(self, msg: Image | CompressedImage) -> None:
         """Encode one frame and publish its packet; bad frames are counted and logged, never fatal."""
         encode, publisher = self._encode, self.publisher
+        if self.adaptive is not None:
+            encode = self.adaptive.encode_frames
         if not self.is_active or self.encoder is None or publisher is None:
             return
         if not self._checked_frame_size:
@@ -228,7 +244,10 @@ class LadonEncoderNode(LadonLifecycleNode):
         try:
             t0 = time.perf_counter()
             rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
-            (packet,) = encode([rgb])
+            packets = encode([rgb])
+            if not packets:  # rate adaptation skipped it or it is too large at every beta (counted)
+                return
+            (packet,) = packets
             if self.signer is not None:
                 packet = self.signer.sign(packet)
             encode_ms = (time.perf_counter() - t0) * 1e3
@@ -242,6 +261,8 @@ class LadonEncoderNode(LadonLifecycleNode):
                                       f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
             return
         publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
+        if self.adaptive is not None:
+            self.adaptive.on_published(msg.header, packet)
         self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=packet.nbytes,
                          timings_ms={"encode": encode_ms})
 
@@ -266,6 +287,8 @@ class LadonEncoderNode(LadonLifecycleNode):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [self.stats.status(f"{self.get_fully_qualified_name()}: encoder", self._hardware_id,
                                           expect_frames=False, expect_input=self.subscription is not None)]
+        if self.adaptive is not None:
+            array.status[0].values = [*array.status[0].values, *self.adaptive.diagnostic_values()]
         self.diagnostics.publish(array)
 
 

@@ -26,6 +26,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from ladon.errors import LadonError
+from ladon.model_set import is_set_manifest, load_encoder_set, load_model_set
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
@@ -171,6 +172,17 @@ def check_model_identity(model_id: str, beta: float, expected_id: str, expected_
         raise LadonError(f"model file has beta {beta:g}, parameter beta expects {expected_beta:g}")
 
 
+def check_set_identity(model_set: Any, expected_id: str, expected_beta: float) -> None:
+    """For a model set: ``model_id`` / ``beta``, when set, must name one of its members."""
+    members = model_set.encoders if hasattr(model_set, "encoders") else [m.server for m in model_set.models]
+    if expected_id and expected_id not in [m.model_id for m in members]:
+        raise LadonError(f"model set holds {[m.model_id for m in members]}, parameter model_id expects "
+                         f"{expected_id!r}")
+    if expected_beta and np.float32(expected_beta) not in [np.float32(m.beta) for m in members]:
+        raise LadonError(f"model set has betas {[f'{m.beta:g}' for m in members]}, parameter beta expects "
+                         f"{expected_beta:g}")
+
+
 @dataclass(frozen=True)
 class ModelParameters:
     """The model parameters every Ladon node shares (see :func:`declare_model_parameters`)."""
@@ -193,7 +205,8 @@ def declare_model_parameters(node: Node, part: str, *, default_threads: int) -> 
         "ladon.LadonModel.save / `ladon convert`"
     return ModelParameters(
         part=part,
-        model=declare(node, "model", "", f"Ladon model file ({what})"),
+        model=declare(node, "model", "", f"Ladon model file ({what}), or a model set manifest (several betas: "
+                      "rate adaptation, see docs/adaptation.md)"),
         random_weights=declare(node, "random_weights", False,
                                "Use a randomly initialised model (seed 0) when no model file is given: outputs are "
                                "meaningless (testing only)"),
@@ -218,6 +231,11 @@ def load_model_part(node: Node, params: ModelParameters) -> Any:
 
     if params.torch_threads > 0:
         torch.set_num_threads(params.torch_threads)
+    if params.model and is_set_manifest(params.model):  # several betas: rate adaptation (ladon.model_set)
+        model_set = load_encoder_set(params.model, device=params.device) if params.part == "encoder" else \
+            load_model_set(params.model, device=params.device)
+        check_set_identity(model_set, params.model_id, params.beta)
+        return model_set
     if params.model:
         model = ladon.load_encoder(params.model, device=params.device) if params.part == "encoder" else \
             ladon.load_model(params.model, device=params.device)

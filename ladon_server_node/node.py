@@ -27,13 +27,14 @@ from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, TimeReference
 from std_msgs.msg import Header
 from vision_msgs.msg import LabelInfo
 
 import ladon
 from ladon.backends import BACKENDS, Backend, BackendError, LocalBackend, RayServeBackend, RaySettings
 from ladon.errors import LadonError, MessageTooLargeError
+from ladon.model_set import UnknownModelError
 from ladon.results import Result, detections_above
 from ladon.scheduler import FrameScheduler
 from ladon.server import DEFAULT_MAX_IMAGE_PIXELS
@@ -77,6 +78,7 @@ from ladon_ros.params import (
     declare_qos,
     load_model_part,
 )
+from ladon_ros.rate_adaptation import ACK_QOS, ack_msg
 from ladon_ros.topics import OUTPUT_TOPICS, OUTPUT_TYPES, robot_topic
 
 NODE_NAME = "ladon_server"
@@ -116,6 +118,8 @@ class Robot:
     camera: OverlayImageInput | None = None
     """The camera input of ``overlay.background: image`` (lazy, remap-aware)."""
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
+    ack: Publisher | None = None
+    """``ladon/features/ack``: per-frame receipts for the robot's rate control (parameter ``acks``)."""
 
 
 class LadonServerNode(LadonLifecycleNode):
@@ -193,6 +197,8 @@ class LadonServerNode(LadonLifecycleNode):
         self.diag_window_s = declare(self, "diagnostics.window_s", 10.0, "Drops and rejects within this many "
                                      "seconds set the level (totals are reported too)", min_value=0.1,
                                      max_value=86400.0)
+        self.acks = declare(self, "acks", True, "Acknowledge each accepted features packet on <robot>/"
+                            "ladon/features/ack (rate adaptation on the robot; sent only while subscribed)")
         self.diagnostics_period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages",
                                           min_value=0.01, max_value=3600.0)
         if self.backend_name not in BACKENDS:
@@ -329,6 +335,9 @@ class LadonServerNode(LadonLifecycleNode):
             robot.camera = OverlayImageInput(self, ns, self.image_transport, image_qos, on_error=lambda text: (
                 self.get_logger().warning(f"{robot.name}: {text}", throttle_duration_sec=LOG_THROTTLE_S)))
         robot.handles += [*outputs.values(), *(p for p in (overlay, mask_png) if p is not None)]
+        if self.acks:
+            robot.ack = self.create_publisher(TimeReference, robot_topic(ns, topics.FEATURES_ACK), ACK_QOS)
+            robot.handles.append(robot.ack)
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
         for task, threshold in (("classification", 0.0), ("detection", self.threshold), ("segmentation", 0.0)):
@@ -424,6 +433,12 @@ class LadonServerNode(LadonLifecycleNode):
         source = bytes(gid["data"]) if isinstance(gid, dict) and "data" in gid else None
         self.scheduler.put(robot, ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms)),
                            source=source)
+        self._acknowledge(robot, msg.header, packet)
+
+    def _acknowledge(self, robot: Robot, header: Header, packet: ladon.Packet) -> None:
+        """Receipt of an accepted packet, at once (the robot's rate control measures delivery with it)."""
+        if robot.ack is not None and robot.ack.get_subscription_count() > 0:
+            robot.ack.publish(ack_msg(header, packet, self.get_clock().now().nanoseconds))
 
     def _on_message_lost(self, robot: Robot, event) -> None:
         """Samples the DDS layer lost before they reached this node (e.g. overwritten in a full history)."""
@@ -447,6 +462,8 @@ class LadonServerNode(LadonLifecycleNode):
     def _reject(self, robot: Robot, exc: LadonError) -> None:
         with self._cond:
             robot.stats.count("rejected", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, UnknownModelError):  # a beta/hash not in this server's set
+                robot.stats.count("unknown_model")
         self.get_logger().warning(f"{robot.name}: rejected a frame: {type(exc).__name__}: {exc}",
                                   throttle_duration_sec=LOG_THROTTLE_S)
 
@@ -549,6 +566,8 @@ class LadonServerNode(LadonLifecycleNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         extra = [KeyValue(key="model_hash", value=self.model.model_hash.hex()),
                  KeyValue(key="random_weights", value=str(self.model.random_weights))]
+        if hasattr(self.model, "betas"):  # a model set (rate adaptation)
+            extra.append(KeyValue(key="betas", value=str(list(self.model.betas))))
         with self._cond:
             for robot in self.robots:
                 status = robot.stats.status(name=f"{NODE_NAME}: {robot.name}", hardware_id=self._hardware_id)
