@@ -63,6 +63,16 @@ class RateControlConfig:
     """No up-switch sooner than this after any switch."""
     down_interval_s: float = 0.2
     """At most one down-switch per this interval (a switch needs time to show its effect)."""
+    retry_rate_factor: float = 2.0
+    """A level that failed (down-switch from it) at link estimate R is retried only once the estimate exceeds
+    ``retry_rate_factor * R`` ...  (a token-bucket or shared link passes small packets at full speed while it has
+    credit, so the estimate alone over-reads a slow link: the failure is the stronger evidence)"""
+    failure_memory_s: float = 30.0
+    """... or after this long (a periodic retry)."""
+    max_retry_hold_s: float = 4.0
+    """A level left again within ``probe_window_s`` of entering it was a failed probe: its ``up_hold_s`` doubles
+    per consecutive failed probe, up to this (bounded cost of probing a link whose estimate cannot be trusted)."""
+    probe_window_s: float = 3.0
     window: int = 8
     """Acknowledged frames in the throughput estimate."""
     floor_window_s: float = 300.0
@@ -83,6 +93,8 @@ class RateControlConfig:
             "up_utilization": 0 < self.up_utilization <= self.max_utilization,
             "up_hold_s": self.up_hold_s >= 0, "min_dwell_s": self.min_dwell_s >= 0,
             "down_interval_s": self.down_interval_s >= 0, "window": self.window >= 1,
+            "retry_rate_factor": self.retry_rate_factor >= 1, "failure_memory_s": self.failure_memory_s >= 0,
+            "max_retry_hold_s": self.max_retry_hold_s >= 0, "probe_window_s": self.probe_window_s >= 0,
             "floor_window_s": self.floor_window_s > 0, "min_transfer_s": self.min_transfer_s > 0,
             "size_smoothing": 0 < self.size_smoothing <= 1, "max_outstanding": self.max_outstanding >= 1,
         }
@@ -138,6 +150,9 @@ class RateController:
         """Sliding-window minimum: (time, delivery) with increasing deliveries (bounded)."""
         self._last_switch = -math.inf
         self._up_since: float | None = None
+        self._failed: dict[int, tuple[float, float]] = {}
+        """level -> (time, rate estimate) of its last failure."""
+        self._failed_probes = [0] * len(betas)
         self.acks = 0
         self.switches = 0
         self.last = Decision(0, self.betas[0], "start", None, None)
@@ -247,18 +262,32 @@ class RateController:
                    if stalled else "does not fit the budget/link")
             return self._decide(target, f"down: {why}", now, rate)
         up = self.level - 1
-        if up >= 0 and not stalled and self._fits(up, now, c.up_budget_fraction, c.up_utilization):
+        if up >= 0 and not stalled and self._fits(up, now, c.up_budget_fraction, c.up_utilization) \
+                and not self._failed_recently(up, now, rate):
             if self._up_since is None:
                 self._up_since = now
-            if now - self._up_since >= c.up_hold_s and now - self._last_switch >= c.min_dwell_s:
+            hold = min(c.up_hold_s * 2 ** self._failed_probes[up], max(c.up_hold_s, c.max_retry_hold_s))
+            if now - self._up_since >= hold and now - self._last_switch >= c.min_dwell_s:
                 self._up_since = None
                 return self._decide(up, "up: the more accurate beta fits with margin", now, rate)
         else:
             self._up_since = None
         return self._decide(self.level, "hold", now, rate)
 
+    def _failed_recently(self, level: int, now: float, rate: float | None) -> bool:
+        """True while ``level``'s last failure is remembered and the estimate has not clearly improved since."""
+        failed = self._failed.get(level)
+        if failed is None or now - failed[0] > self.config.failure_memory_s:
+            return False
+        return rate is None or rate < self.config.retry_rate_factor * failed[1]
+
     def _decide(self, level: int, reason: str, now: float, rate: float | None) -> Decision:
         switched = level != self.level
+        if level > self.level:  # down: remember when and at which estimate this level failed
+            if rate is not None:
+                self._failed[self.level] = (now, rate)
+            probe = now - self._last_switch < self.config.probe_window_s
+            self._failed_probes[self.level] = self._failed_probes[self.level] + 1 if probe else 0
         if switched:
             self.level = level
             self._last_switch = now

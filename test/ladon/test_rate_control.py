@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ladon.errors import LadonError
@@ -22,11 +24,11 @@ class Link:
         return self.free_at + self.delay_s  # when the ack arrives back
 
 
-def run(schedule, *, fps=30.0, duration=None, config=None):
+def run(schedule, *, fps=30.0, duration=None, config=None, link_cls=None):
     """Drive the controller with frames at ``fps`` over a link whose rate follows ``schedule`` [(t, bps), ...].
     Returns per frame (t, level, latency_s)."""
     ctl = RateController((1.28, 10.24), config or RateControlConfig(latency_budget_ms=100.0))
-    link = Link(schedule[0][1])
+    link = (link_cls or Link)(schedule[0][1])
     acks: list[tuple[float, int]] = []
     out = []
     end = duration or schedule[-1][0] + 8.0
@@ -135,3 +137,51 @@ def test_bad_settings_are_typed_errors(kwargs):
 def test_bad_levels_are_typed_errors(betas):
     with pytest.raises(RateControlError):
         RateController(betas)
+
+
+class TokenBucket(Link):
+    """A tbf-like link: packets pass at line rate while the bucket has credit (the estimate over-reads the rate)."""
+
+    def __init__(self, rate_bps: float, burst_bytes: float = 3028, line_bps: float = 1e9) -> None:
+        super().__init__(rate_bps)
+        self.burst, self.tokens, self.t, self.line_bps = burst_bytes, burst_bytes, 0.0, line_bps
+
+    def send(self, now: float, nbytes: int) -> float:
+        start = max(now, self.free_at)
+        self.tokens = min(self.burst, self.tokens + (start - self.t) * self.rate_bps / 8)
+        self.t = start
+        wait = max(0.0, (nbytes - self.tokens) * 8 / self.rate_bps)
+        self.tokens -= nbytes
+        self.free_at = start + wait + 8 * nbytes / self.line_bps
+        return self.free_at + self.delay_s
+
+
+def test_probing_a_token_bucket_backs_off_and_recovery_stays_within_5_s():
+    # small packets pass a token bucket at line rate: the estimate cannot tell 64 kbit/s from 50 Mbit/s, so the
+    # controller has to probe; failed probes double the hold (1, 2, 4, 4 s ...), so probing costs a bounded share
+    schedule = [(0.0, 50e6), (5.0, 64e3), (45.0, 50e6)]
+    _ctl, out = run(schedule, fps=10.0, link_cls=TokenBucket)
+    ups = [t for (_, a, _), (t, b, _) in itertools.pairwise(out) if a == 1 and b == 0 and 5.0 < t < 45.0]
+    assert len(ups) <= 8, ups  # without the backoff (max_retry_hold_s=1): 13 probes in these 40 s
+    gaps = [b - a for a, b in itertools.pairwise(ups)]
+    assert gaps and min(gaps[2:] or gaps) >= 4.0
+    back = first_time(out, 45.0, lambda level, _: level == 0)
+    assert back is not None and back <= 5.0
+    assert all(level == 0 for t, level, _ in out if t >= 45.0 + back)
+
+
+def test_a_failed_level_waits_for_a_clearly_better_estimate():
+    ctl = RateController((1.0, 8.0), RateControlConfig(latency_budget_ms=100.0, up_hold_s=0.0, min_dwell_s=0.0))
+    ctl.observe_size(0, 1000)
+    ctl.observe_size(1, 300)
+    ctl.acks = 1
+    ctl._floor.append((0.0, 0.001))
+    ctl._samples.extend([(0.0, 1000, 0.2)] * 8)  # 40 kbit/s: level 0 does not fit
+    assert ctl.choose(0.0).level == 1
+    assert ctl._failed[0][1] == pytest.approx(40e3, rel=0.01)
+    ctl._failed[0] = (0.5, 200e3)  # as if level 0 had failed at an estimate of 200 kbit/s
+    ctl._samples.clear()
+    ctl._samples.extend([(1.0, 300, 0.011)] * 8)  # 240 kbit/s: level 0 would fit, but that is not 2 x 200
+    assert ctl.choose(1.0).level == 1
+    ctl._samples.extend([(1.1, 300, 0.005)] * 8)  # 600 kbit/s: clearly better
+    assert ctl.choose(1.1).level == 0
