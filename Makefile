@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ladon-installed
 
-.PHONY: setup demo demo-local test lint bench bench-split bench-fleet fuzz demo-models clean
+.PHONY: setup demo demo-local test lint bench bench-split bench-fleet bench-adaptation fuzz demo-models clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,12 @@ bench-fleet: $(STAMP)
 # server: 4.3 M executions in ~8 min on 2 cores, bench/results/fuzz/{fuzz.json,fuzz.md}; ARGS passes options.
 fuzz: $(STAMP)
 	$(PY) -m ladon_bench.fuzz --out bench/results/fuzz --force $(ARGS)
+
+# Rate adaptation (the demo set) over a link changed during the run with tc (needs root):
+# bench/results/adaptation/{adaptation.json, adaptation.md, adaptation.png}. ARGS passes options, e.g.
+# ARGS="--schedule 0:50Mbit,10:64kbit,25:50Mbit --tasks classification --fps 10 --out bench/results/adaptation/64kbit".
+bench-adaptation: $(STAMP)
+	$(VENV)/bin/ladon-bench-adaptation $(ARGS)
 
 # Retrain the bundled demo models from scratch (~80 min on 2 CPU cores): data set, teacher, two betas, evaluation.
 demo-models: $(STAMP)

@@ -69,5 +69,6 @@ setup(
         "ladon-launch = ladon_ros.launcher:main",
         "ladon-bench-split = ladon_bench.runner:main",
         "ladon-bench-fleet = ladon_bench.fleet:main",
+        "ladon-bench-adaptation = ladon_bench.adaptation:main",
     ]},
 )

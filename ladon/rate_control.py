@@ -63,16 +63,22 @@ class RateControlConfig:
     """No up-switch sooner than this after any switch."""
     down_interval_s: float = 0.2
     """At most one down-switch per this interval (a switch needs time to show its effect)."""
-    retry_rate_factor: float = 2.0
-    """A level that failed (down-switch from it) at link estimate R is retried only once the estimate exceeds
-    ``retry_rate_factor * R`` ...  (a token-bucket or shared link passes small packets at full speed while it has
-    credit, so the estimate alone over-reads a slow link: the failure is the stronger evidence)"""
+    retry_rate_factor: float = 0.0
+    """If > 0: a level that failed (down-switch from it) at link estimate R is retried only once the estimate
+    exceeds ``retry_rate_factor * R`` ... Off by default: on a token-bucket link (tc tbf, and many shared links)
+    small packets pass at full speed while the bucket has credit, so the estimate cannot see the slow rate and the
+    gate blocks the return after recovery as often as the probe during the drop (measured)."""
     failure_memory_s: float = 30.0
     """... or after this long (a periodic retry)."""
     max_retry_hold_s: float = 4.0
     """A level left again within ``probe_window_s`` of entering it was a failed probe: its ``up_hold_s`` doubles
     per consecutive failed probe, up to this (bounded cost of probing a link whose estimate cannot be trusted)."""
     probe_window_s: float = 3.0
+    backlog_factor: float = 1.5
+    """While the oldest unacknowledged frame is older than this many budgets, the link holds a backlog that every
+    new frame would wait behind: frames are skipped except one per ``backlog_interval_s`` (which keeps the
+    acknowledgements coming), so the backlog drains at the link's full rate. 0 = never skip."""
+    backlog_interval_s: float = 0.5
     window: int = 8
     """Acknowledged frames in the throughput estimate."""
     floor_window_s: float = 300.0
@@ -93,8 +99,10 @@ class RateControlConfig:
             "up_utilization": 0 < self.up_utilization <= self.max_utilization,
             "up_hold_s": self.up_hold_s >= 0, "min_dwell_s": self.min_dwell_s >= 0,
             "down_interval_s": self.down_interval_s >= 0, "window": self.window >= 1,
-            "retry_rate_factor": self.retry_rate_factor >= 1, "failure_memory_s": self.failure_memory_s >= 0,
+            "retry_rate_factor": self.retry_rate_factor == 0 or self.retry_rate_factor >= 1,
+            "failure_memory_s": self.failure_memory_s >= 0,
             "max_retry_hold_s": self.max_retry_hold_s >= 0, "probe_window_s": self.probe_window_s >= 0,
+            "backlog_factor": self.backlog_factor >= 0, "backlog_interval_s": self.backlog_interval_s >= 0,
             "floor_window_s": self.floor_window_s > 0, "min_transfer_s": self.min_transfer_s > 0,
             "size_smoothing": 0 < self.size_smoothing <= 1, "max_outstanding": self.max_outstanding >= 1,
         }
@@ -123,6 +131,8 @@ class Decision:
     predicted_ms: float | None
     rate_bps: float | None
     switched: bool = False
+    skip: bool = False
+    """True: do not send this frame (the link is backlogged, see ``backlog_factor``)."""
 
 
 @dataclass
@@ -153,6 +163,8 @@ class RateController:
         self._failed: dict[int, tuple[float, float]] = {}
         """level -> (time, rate estimate) of its last failure."""
         self._failed_probes = [0] * len(betas)
+        self._last_sent = -math.inf
+        self.skipped = 0
         self.acks = 0
         self.switches = 0
         self.last = Decision(0, self.betas[0], "start", None, None)
@@ -171,6 +183,7 @@ class RateController:
         """A frame of ``level`` and ``nbytes`` was published at ``now`` (``key`` identifies its acknowledgement)."""
         self.observe_size(level, nbytes, encode_s)
         self._outstanding[key] = _Sent(level, int(nbytes), now, encode_s)
+        self._last_sent = now
         while len(self._outstanding) > self.config.max_outstanding:
             self._outstanding.popitem(last=False)
 
@@ -249,7 +262,10 @@ class RateController:
         rate = self.rate_bps(now)
         if self.acks == 0:
             return self._decide(self.level, "no acknowledgement from the server yet: no link estimate", now, rate)
-        stalled = self.oldest_unacked_s(now) * 1e3 > c.latency_budget_ms
+        oldest_ms = self.oldest_unacked_s(now) * 1e3
+        stalled = oldest_ms > c.latency_budget_ms
+        backlogged = c.backlog_factor > 0 and oldest_ms > c.backlog_factor * c.latency_budget_ms
+        skip = backlogged and now - self._last_sent < c.backlog_interval_s
         fits_now = self._fits(self.level, now, 1.0, c.max_utilization)
         can_go_down = self.level < len(self.betas) - 1 and now - self._last_switch >= c.down_interval_s
         if (stalled or fits_now is False) and can_go_down:
@@ -260,7 +276,7 @@ class RateController:
                 target = self.level + 1 if target is None else target
             why = (f"link stalled: a frame unacknowledged for {self.oldest_unacked_s(now) * 1e3:.0f} ms"
                    if stalled else "does not fit the budget/link")
-            return self._decide(target, f"down: {why}", now, rate)
+            return self._decide(target, f"down: {why}", now, rate, skip)
         up = self.level - 1
         if up >= 0 and not stalled and self._fits(up, now, c.up_budget_fraction, c.up_utilization) \
                 and not self._failed_recently(up, now, rate):
@@ -272,16 +288,16 @@ class RateController:
                 return self._decide(up, "up: the more accurate beta fits with margin", now, rate)
         else:
             self._up_since = None
-        return self._decide(self.level, "hold", now, rate)
+        return self._decide(self.level, "skip: link backlogged" if skip else "hold", now, rate, skip)
 
     def _failed_recently(self, level: int, now: float, rate: float | None) -> bool:
         """True while ``level``'s last failure is remembered and the estimate has not clearly improved since."""
         failed = self._failed.get(level)
-        if failed is None or now - failed[0] > self.config.failure_memory_s:
+        if failed is None or not self.config.retry_rate_factor or now - failed[0] > self.config.failure_memory_s:
             return False
         return rate is None or rate < self.config.retry_rate_factor * failed[1]
 
-    def _decide(self, level: int, reason: str, now: float, rate: float | None) -> Decision:
+    def _decide(self, level: int, reason: str, now: float, rate: float | None, skip: bool = False) -> Decision:
         switched = level != self.level
         if level > self.level:  # down: remember when and at which estimate this level failed
             if rate is not None:
@@ -293,7 +309,8 @@ class RateController:
             self._last_switch = now
             self.switches += 1
         predicted, _ = self.predict(level, now)
-        self.last = Decision(level, self.betas[level], reason, predicted, rate, switched)
+        self.skipped += skip
+        self.last = Decision(level, self.betas[level], reason, predicted, rate, switched, skip)
         return self.last
 
     def smaller_level(self, level: int) -> int | None:
@@ -311,6 +328,7 @@ class RateController:
             "predicted_latency_ms": None if latency is None else round(latency, 1),
             "predicted_utilization": None if util is None else round(util, 3),
             "latency_budget_ms": self.config.latency_budget_ms, "switches": self.switches, "acks": self.acks,
+            "skipped_backlog": self.skipped,
             "unacked": len(self._outstanding), "oldest_unacked_ms": round(self.oldest_unacked_s(now) * 1e3, 1),
             "bytes_per_level": [None if s is None else round(s, 1) for s in self.sizes],
         }

@@ -77,15 +77,17 @@ def analyse(frames: Sequence[dict[str, Any]], changes: Sequence[tuple[float, flo
     for i, (t0, rate) in enumerate(changes):
         t1 = bounds[i + 1]
         seg = [f for f in frames if t0 <= f["t"] < t1]
-        late = [f for f in seg if f["latency_s"] is None or f["latency_s"] > budget_s]
+        late = [f for f in seg if f["beta"] is not None and (f["latency_s"] is None or f["latency_s"] > budget_s)]
         if late:
-            after = [f for f in seg if f["t"] > late[-1]["t"]]
+            after = [f for f in seg if f["t"] > late[-1]["t"] and f["beta"] is not None]
             back = (after[0]["t"] - t0) if after else None  # None: still over the budget when the segment ended
         else:
             back = 0.0
+        first_back = _first_on_time_run(seg, budget_s, 1.0)
         entry: dict[str, Any] = {
             "t_s": t0, "rate_kbit": rate, "frames": len(seg), "late_or_lost": len(late),
-            "seconds_until_under_budget": None if back is None else round(back, 3),
+            "seconds_until_under_budget": None if first_back is None else round(first_back - t0, 3),
+            "seconds_until_under_budget_for_good": None if back is None else round(back, 3),
             "frames_not_sent": sum(f["beta"] is None for f in seg),
             "frames_without_result": sum(f["beta"] is not None and f["latency_s"] is None for f in seg),
             "betas": sorted({f["beta"] for f in seg if f["beta"] is not None}),
@@ -110,6 +112,23 @@ def analyse(frames: Sequence[dict[str, Any]], changes: Sequence[tuple[float, flo
         "frames_per_beta": {str(b): sum(1 for f in frames if f["beta"] == b)
                             for b in sorted({f["beta"] for f in frames if f["beta"] is not None})},
     }
+
+
+def _first_on_time_run(seg: Sequence[dict[str, Any]], budget_s: float, run_s: float) -> float | None:
+    """Send time of the first sent frame that starts >= ``run_s`` seconds of sent frames all within the budget
+    (or that is on time and followed by on-time frames to the segment's end)."""
+    sent = [f for f in seg if f["beta"] is not None]
+    for i, f in enumerate(sent):
+        ok = True
+        for g in sent[i:]:
+            if g["t"] - f["t"] >= run_s:
+                break
+            if g["latency_s"] is None or g["latency_s"] > budget_s:
+                ok = False
+                break
+        if ok:
+            return f["t"]
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- harness node
@@ -315,15 +334,18 @@ def markdown(document: dict[str, Any]) -> str:
                      f"{_ms(r['latency_p50_s'])} | {_ms(r['latency_p95_s'])} | {r['frames_per_beta']} |")
     lines += ["", "Per rate change (seconds until the latency is back under the budget for good; frames the encoder "
               "dropped = never sent; after a rate increase, seconds until the most accurate beta returns):", "",
-              "| configuration | at s | to kbit/s | frames | late or lost | s until under budget | not sent | "
-              "without result | betas | s until accurate beta |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| configuration | at s | to kbit/s | frames | late or lost | s until under budget (first 1 s on time) "
+              "| s until under budget for good | not sent | without result | betas | s until accurate beta |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in document["runs"]:
         for c in run["result"]["changes"]:
             lines.append(f"| {run['config']} | {c['t_s']:.2f} | {c['rate_kbit'] or 'unshaped'} | {c['frames']} | "
-                         f"{c['late_or_lost']} | {c['seconds_until_under_budget']} | {c['frames_not_sent']} | "
+                         f"{c['late_or_lost']} | {c['seconds_until_under_budget']} | "
+                         f"{c['seconds_until_under_budget_for_good']} | {c['frames_not_sent']} | "
                          f"{c['frames_without_result']} | {c['betas']} | {c.get('seconds_until_accurate_beta', '')} |")
     lines += ["", "Encoder counters at the end: " + "; ".join(
         f"{run['config']}: dropped_oversize={run['encoder_diagnostics'].get('dropped_oversize', 0)}, "
+        f"skipped_backlog={run['encoder_diagnostics'].get('skipped_backlog', 0)}, "
         f"downgraded_for_size={run['encoder_diagnostics'].get('rate_control.downgraded_for_size', '-')}, "
         f"switches={run['encoder_diagnostics'].get('rate_control.switches', '-')}" for run in document["runs"]), ""]
     return "\n".join(lines)

@@ -116,7 +116,8 @@ class AdaptiveEncoding:
 
     def encode(self, rgb: np.ndarray, max_payload_bytes: int) -> tuple[Packet | None, Decision]:
         """Encode a frame at the controller's beta; a packet over ``max_payload_bytes`` is re-encoded at the next
-        smaller beta instead of being dropped (``None`` only if even the smallest is too large)."""
+        smaller beta instead of being dropped (``None`` if even the smallest is too large, or when the controller
+        skips the frame: ``decision.skip``, the link is backlogged)."""
         now = time.monotonic()
         with self._lock:
             self.controller.on_frame(now)
@@ -127,6 +128,8 @@ class AdaptiveEncoding:
                     (packet,) = encoder.encode([rgb])
                     self.controller.observe_size(level, packet.nbytes, time.perf_counter() - t0)
             decision = self.controller.choose(now)
+        if decision.skip:
+            return None, decision
         if decision.switched:
             self.node.get_logger().info(
                 f"rate control: beta {decision.beta:g} ({decision.reason}; estimate "

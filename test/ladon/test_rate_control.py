@@ -39,7 +39,13 @@ def run(schedule, *, fps=30.0, duration=None, config=None, link_cls=None):
             ctl.on_ack(k, at)
             acks.remove((at, k))
         ctl.on_frame(t)
-        level = ctl.choose(t).level
+        decision = ctl.choose(t)
+        level = decision.level
+        if decision.skip:  # not sent: no latency
+            out.append((t, level, None))
+            key += 1
+            t += 1.0 / fps
+            continue
         arrive = link.send(t, SIZES[level])
         ctl.on_sent(key, level, SIZES[level], t)
         acks.append((arrive, key))
@@ -171,7 +177,8 @@ def test_probing_a_token_bucket_backs_off_and_recovery_stays_within_5_s():
 
 
 def test_a_failed_level_waits_for_a_clearly_better_estimate():
-    ctl = RateController((1.0, 8.0), RateControlConfig(latency_budget_ms=100.0, up_hold_s=0.0, min_dwell_s=0.0))
+    ctl = RateController((1.0, 8.0), RateControlConfig(latency_budget_ms=100.0, up_hold_s=0.0, min_dwell_s=0.0,
+                                                      retry_rate_factor=2.0))
     ctl.observe_size(0, 1000)
     ctl.observe_size(1, 300)
     ctl.acks = 1
