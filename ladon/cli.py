@@ -23,6 +23,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("infer", "ladon.commands.infer", "server"),
     ("convert", "ladon.commands.convert", "server"),
     ("keygen", "ladon.commands.keygen", ""),  # torch-free: works on a robot install
+    ("set", "ladon.commands.model_set", "server"),
     ("bench", "ladon.bench", "server"),
     ("synth", "ladon.datasets.synth", "train"),
     ("train", "ladon.train.pipeline", "train"),

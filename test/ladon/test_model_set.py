@@ -184,3 +184,15 @@ def test_manifest_entries_are_checked_against_the_files(pair, tmp_path):
         load_model_set([tmp_path / "missing.pt"])
     with pytest.raises(ModelSetError, match="alone"):
         load_model_set([files[0], manifest])
+
+
+def test_ladon_set_command(pair, tmp_path, capsys):
+    from ladon.cli import main
+
+    _, files, _ = pair
+    out = tmp_path / "cli_set.json"
+    assert main(["set", str(files[1]), str(files[0]), "-o", str(out), "--server"]) == 0
+    assert "2 models" in capsys.readouterr().out
+    assert load_model_set(out).betas == (1.0, 8.0)
+    assert main(["set", str(files[0]), str(files[0]), "-o", str(tmp_path / "dup.json")]) == 2  # duplicated beta
+    assert "appears twice" in capsys.readouterr().err
