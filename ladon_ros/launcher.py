@@ -61,6 +61,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("image_transport", "raw", "camera transport: raw or compressed (<image_topic>/compressed)",
                    _BOTH),
     LaunchArgument("encoder_device", "cpu", "torch device of the encoder", _ROBOT),
+    LaunchArgument("bundle", "", "robot bundle of `ladon export-encoder`: the encoder runs ONNX Runtime without torch",
+                   _ROBOT),
     LaunchArgument("use_source", "true", "start ladon_image_source as the camera", _ROBOT, bool),
     LaunchArgument("source", "bundled", "image folder, video file or 'bundled' (the demo images that suit the "
                    "model)", _ROBOT),
@@ -116,7 +118,8 @@ def robot_commands(args: argparse.Namespace, base: list[str]) -> list[NodeComman
             f"loop:={_bool(not args.max_frames)}", "-r", f"image:={args.image_topic}", *args.source_args]))
     commands.append(NodeCommand("ladon_encoder", [
         _script("ladon_encoder"), *base, *model, *_identity(args), "-p", f"device:={args.encoder_device}",
-        "-p", f"image_transport:={args.image_transport}", "-r", f"image:={args.image_topic}", *args.encoder_args]))
+        "-p", f"image_transport:={args.image_transport}", "-r", f"image:={args.image_topic}",
+        *(["-p", f"bundle:={args.bundle}"] if args.bundle else []), *args.encoder_args]))
     return commands
 
 

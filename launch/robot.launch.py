@@ -57,6 +57,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image_transport", default_value="raw",
                               description="raw, or compressed (subscribes <image_topic>/compressed)"),
         DeclareLaunchArgument("encoder_device", default_value="cpu", description="torch device of the encoder"),
+        DeclareLaunchArgument("bundle", default_value="",
+                              description="Robot bundle of `ladon export-encoder`: the encoder runs ONNX Runtime "
+                              "without torch ('' = the torch encoder of 'model')"),
         DeclareLaunchArgument("use_source", default_value="true",
                               description="Start ladon_image_source as the camera"),
         DeclareLaunchArgument("source", default_value="bundled",
@@ -84,6 +87,7 @@ def generate_launch_description() -> LaunchDescription:
              parameters=[params_file, common, {"beta": LaunchConfiguration("beta"),
                                                "random_weights": LaunchConfiguration("random_weights"),
                                                "device": LaunchConfiguration("encoder_device"),
+                                               "bundle": LaunchConfiguration("bundle"),
                                                "image_transport": LaunchConfiguration("image_transport")}],
              remappings=remap, ros_arguments=ros_args, on_exit=Shutdown(reason="a Ladon node exited")),
         Node(package="tf2_ros", executable="static_transform_publisher", name="ladon_camera_tf",

@@ -39,6 +39,13 @@ def _remaps(argv: list[str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- dry run
+def test_robot_launch_runs_the_encoder_from_a_bundle(capsys):
+    (encoder,) = _dry_run(capsys, "bundle:=/opt/ladon/robot_bundle", "use_source:=false", pipeline="robot")
+    assert Path(encoder[0]).name == "ladon_encoder" and _params(encoder)["bundle"] == "/opt/ladon/robot_bundle"
+    (_, encoder) = _dry_run(capsys, pipeline="robot")
+    assert "bundle" not in _params(encoder)  # the torch encoder of the model file by default
+
+
 def test_dry_run_prints_three_node_commands(capsys):
     model = "/models/my model.pt"  # a space survives the printed command
     source, encoder, server = _dry_run(capsys, "--model", model, "--namespace", "/robot1", "--image-topic",
