@@ -155,3 +155,30 @@ class OutputExistsError(UsageError):
 
 class UnsafeOutputError(UsageError):
     """An output name would leave its output directory (a path separator, ``..``) or is not a plain file/folder."""
+
+
+# --- recorded bags (MCAP) ------------------------------------------------------------------------------------
+class BagError(LadonError):
+    """A recorded bag (MCAP file / rosbag2 directory) cannot be read or written."""
+
+
+class TruncatedBagError(BagError):
+    """The MCAP file ends inside a record (or before its footer); ``offset`` is where the incomplete part starts and
+    ``messages_read`` how many messages were read before it."""
+
+    def __init__(self, message: str, offset: int, messages_read: int = 0) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.messages_read = messages_read
+
+
+class CorruptBagError(TruncatedBagError):
+    """A record of the MCAP file is malformed (bad magic, impossible length, CRC mismatch, undecodable message)."""
+
+
+class NoFeaturesError(BagError):
+    """The bag holds no ``ladon_msgs/msg/CompressedFeatures`` topic (or none of the requested topics)."""
+
+
+class BagWriteError(BagError):
+    """Writing a bag failed (e.g. disk full); the file was closed and holds every complete chunk before it."""
