@@ -70,5 +70,6 @@ setup(
         "ladon-bench-split = ladon_bench.runner:main",
         "ladon-bench-fleet = ladon_bench.fleet:main",
         "ladon-bench-adaptation = ladon_bench.adaptation:main",
+        "ladon-record = ladon_ros.bag_record:main",
     ]},
 )

@@ -571,24 +571,29 @@ class BagWriter:
             self.start_ns = min(times) if times else None
             self.end_ns = max(times) if times else 0
             end = self._stream.position
-            builder = RecordBuilder()
-            Metadata(name="rosbag2", metadata={"serialized_metadata": self._metadata_yaml()}).write(builder)
-            DataEnd(0).write(builder)
-            summary_start = end + builder.count
+            full = RecordBuilder()
+            Metadata(name="rosbag2", metadata={"serialized_metadata": self._metadata_yaml()}).write(full)
+            DataEnd(0).write(full)
+            summary_start = end + full.count
             for s in scanner.schemas.values():
-                McapSchema(id=s.id, name=s.name, encoding=s.encoding, data=s.data).write(builder)
+                McapSchema(id=s.id, name=s.name, encoding=s.encoding, data=s.data).write(full)
             for c in scanner.channels.values():
                 McapChannel(id=c.id, topic=c.topic, message_encoding=c.message_encoding, metadata=c.metadata,
-                            schema_id=c.schema_id).write(builder)
+                            schema_id=c.schema_id).write(full)
             Statistics(attachment_count=0, channel_count=len(scanner.channels), channel_message_counts=counts,
                        chunk_count=scanner.chunks_read, message_count=kept,
                        message_end_time=self.end_ns, message_start_time=self.start_ns or 0, metadata_count=1,
-                       schema_count=len(scanner.schemas)).write(builder)
-            Footer(summary_start=summary_start, summary_offset_start=0, summary_crc=0).write(builder)
-            try:
-                self._stream.write(builder.end() + MAGIC)
-            except OSError:
-                self._stream.truncate(end)  # no room even for the footer: readable up to here, no summary
+                       schema_count=len(scanner.schemas)).write(full)
+            Footer(summary_start=summary_start, summary_offset_start=0, summary_crc=0).write(full)
+            minimal = RecordBuilder()  # ~50 bytes: DataEnd + Footer without summary
+            DataEnd(0).write(minimal)
+            Footer(summary_start=0, summary_offset_start=0, summary_crc=0).write(minimal)
+            for trailer in (full.end(), minimal.end()):
+                try:
+                    self._stream.write(trailer + MAGIC)
+                    break
+                except OSError:
+                    self._stream.truncate(end)  # no room for it: readable up to here all the same
         except OSError:
             pass
         finally:

@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "ladon.train.pipeline", "train"),
     ("eval", "ladon.evaluation.evaluate", "train"),
     ("export-encoder", "ladon.export", "export"),
+    ("replay", "ladon.replay", "record"),
 )
 
 
