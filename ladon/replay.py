@@ -115,7 +115,7 @@ def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_
                                 f"from model {what}, not one of the given models [{given}]; pass its model with "
                                 f"another --model, or --skip-mismatched")
                         try:
-                            (result,) = model.server.infer([packet], tasks=tasks, top_k=top_k)
+                            (result,) = model.server.infer([packet], tasks=tasks or model.server.tasks, top_k=top_k)
                         except LadonError as exc:
                             stats.rejected[type(exc).__name__] += 1
                             continue
