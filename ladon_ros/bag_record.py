@@ -101,17 +101,19 @@ class FeaturesRecorder(Node):
         self.max_messages = max_messages
         self.error: LadonError | None = None
         self.done = threading.Event()
-        self._subscriptions: dict[str, Any] = {}
+        self._recording: dict[str, Any] = {}
         self.create_timer(discovery_period, self.discover)
 
     def discover(self) -> None:
         """Subscribe to newly appeared features topics (or requested topics once their type is known)."""
         for topic, types in self.get_topic_names_and_types():
-            if topic in self._subscriptions or not types:
+            if topic in self._recording or not types:
                 continue
             if self.wanted is None and FEATURES_TYPE not in types:
                 continue
             if self.wanted is not None and topic not in self.wanted:
+                continue
+            if self.count_publishers(topic) == 0:  # only subscribers so far: wait to learn the offered QoS
                 continue
             type_name = FEATURES_TYPE if FEATURES_TYPE in types else types[0]
             self._subscribe(topic, type_name)
@@ -136,7 +138,7 @@ class FeaturesRecorder(Node):
         except LadonError as exc:
             self._fail(exc)
             return
-        self._subscriptions[topic] = self.create_subscription(
+        self._recording[topic] = self.create_subscription(
             cls, topic, lambda data, msg_info, t=topic: self._on_message(t, data, msg_info), qos, raw=True)
         self.get_logger().info(f"recording {topic} [{type_name}] ({'reliable' if reliable else 'best effort'})")
 
@@ -201,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set() and not node.done.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            executor.spin_once(timeout_sec=0.1)
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except Exception as exc:  # never leave the bag unclosed
+                node.error = LadonError(f"recording stopped by {type(exc).__name__}: {exc}")
+                break
         node.done.set()
         if node.error is None:
             try:

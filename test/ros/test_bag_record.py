@@ -1,0 +1,258 @@
+"""``ladon-record`` over real DDS, then ``ladon replay``: recorded features reproduce the live outputs.
+
+Covers: a live pipeline (image source -> encoder -> server, separate processes) recorded by ``ladon-record`` (a
+separate process, discovering ``<robot>/ladon/features``), the raw CDR messages equal to what was published, the
+rosbag2 channel metadata (type hash, offered QoS) and replayed results equal to the live server's outputs; two
+robots discovered and ``--count``; a disk full (file-size limit) during recording ending with one error line and a
+closed, readable bag.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from ladon_msgs.msg import CompressedFeatures
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+from std_msgs.msg import Header
+
+import ladon
+from ladon.bag import McapScanner, decode_cdr
+from ladon.replay import replay_bag
+from ladon_ros import launcher
+from ladon_ros.conversions import packet_to_msg
+from ladon_ros.recorder import Recorder
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MODEL = REPO / "models" / "demo.pt"
+SHAPES = REPO / "ladon" / "assets" / "shapes"
+COMPRESSED_FEATURES_RIHS01 = "RIHS01_837f364ee5c9aed99fddda42b9057834ca83e23db96c7d2303776ea7b11af97e"
+_domains = itertools.count(0)
+
+
+def _domain() -> int:
+    return 160 + (os.getpid() + next(_domains)) % 10  # this module's range: 160-169
+
+
+class Processes:
+    """Node processes of one test; logs go to files; everything is stopped (SIGINT, then kill) at the end."""
+
+    def __init__(self, tmp_path: Path, domain: int) -> None:
+        self.tmp_path = tmp_path
+        self.env = launcher.launch_env({**os.environ, "ROS_DOMAIN_ID": str(domain),
+                                        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                                        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, cmd: list[str], **kwargs) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{name}.log", "w")
+        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        self.procs[name] = proc
+        return proc
+
+    def node(self, name: str, script: str, *ros_args: str) -> subprocess.Popen:
+        return self.start(name, [str(BIN / script), "--ros-args", *ros_args])
+
+    def record(self, name: str, *args: str, **kwargs) -> subprocess.Popen:
+        return self.start(name, [sys.executable, "-m", "ladon_ros.bag_record", *args], **kwargs)
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text()
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def dds(tmp_path):
+    domain = _domain()
+    procs = Processes(tmp_path, domain)
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    executor = SingleThreadedExecutor(context=context)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    yield procs, context, executor
+    procs.stop()
+    executor.shutdown()
+    rclpy.try_shutdown(context=context)
+
+
+def _wait(predicate, timeout: float, procs: Processes, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {n}\n{procs.log(n)[-3000:]}" for n in procs.procs)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def _common() -> list[str]:
+    return ["--params-file", str(launcher.config_dir() / "split.yaml"), "-p", f"model:={MODEL}"]
+
+
+def test_recorded_live_run_replays_to_the_live_outputs(dds, tmp_path):
+    procs, context, executor = dds
+    live = Recorder(namespace="/robot", context=context, outputs=("detections", "classification", "segmentation"))
+    executor.add_node(live)
+    bag = tmp_path / "drive"
+    recorder = procs.record("record", "-o", str(bag))
+    ns = ["-r", "__ns:=/robot"]
+    procs.node("server", "ladon_server", *_common(), *ns)
+    procs.node("encoder", "ladon_encoder", *_common(), *ns)
+    _wait(lambda: "recording /robot/ladon/features" in procs.log("record"), 90, procs, "the recorder to subscribe")
+    procs.node("source", "ladon_image_source", *ns, "-p", f"source:={SHAPES}", "-p", "rate_hz:=2.0",
+               "-p", "loop:=true", "-p", "min_subscribers:=2")
+    _wait(lambda: len(live.completed()) >= 4, 150, procs, "four complete live frames")
+    recorder.send_signal(signal.SIGINT)
+    assert recorder.wait(timeout=30) == 0, procs.log("record")
+    assert "wrote" in procs.log("record")
+
+    # The bag holds the bytes that were published, in the rosbag2 layout.
+    scanner = McapScanner(bag / "drive_0.mcap")
+    recorded = {}
+    for message in scanner.messages():
+        decoded = decode_cdr(message.schema, message.channel, message.data)
+        recorded[(decoded.header.stamp.sec, decoded.header.stamp.nanosec)] = message.data
+    assert scanner.complete and scanner.profile == "ros2"
+    (channel,) = scanner.channels.values()
+    assert channel.topic == "/robot/ladon/features" and channel.message_encoding == "cdr"
+    assert channel.metadata["topic_type_hash"] == COMPRESSED_FEATURES_RIHS01
+    assert yaml.safe_load(channel.metadata["offered_qos_profiles"])[0]["reliability"] == "reliable"
+    frames = {f.stamp: f for f in live.completed()}
+    common = sorted(set(frames) & set(recorded))
+    assert len(common) >= 3, (sorted(frames), sorted(recorded))
+    for stamp in common:  # same fields (the bytes may differ in CDR alignment padding, which is not initialised)
+        assert len(recorded[stamp]) == len(serialize_message(frames[stamp].features))
+        assert deserialize_message(recorded[stamp], CompressedFeatures) == frames[stamp].features
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["message_count"] == len(recorded)
+
+    # Replayed offline (no ROS): equal to what the live server published for the same frames.
+    stats = replay_bag(bag, [ladon.load_model(MODEL)], tmp_path / "replay", masks=True, threshold=0.3)
+    assert stats.replayed == len(recorded) and dict(stats.per_robot) == {"/robot": len(recorded)}
+    lines = {(r["stamp"]["sec"], r["stamp"]["nanosec"]): r for r in _jsonl(tmp_path / "replay" / "results.jsonl")}
+    for stamp in common:
+        result, frame = lines[stamp]["result"], frames[stamp]
+        cls, det, seg = (frame.outputs[k] for k in ("classification", "detections", "segmentation"))
+        assert [c["class_name"] for c in result["classification"]] == [r.class_id for r in cls.results]
+        # equal up to Result.to_dict()'s rounding (scores to 6 decimals, boxes to 0.01 px); masks exactly
+        np.testing.assert_allclose([c["score"] for c in result["classification"]], [r.score for r in cls.results],
+                                   atol=5.1e-7, rtol=0)
+        assert [d["class_name"] for d in result["detection"]] == [d.results[0].hypothesis.class_id
+                                                                 for d in det.detections]
+        live_boxes = [[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
+                       d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
+                      for d in det.detections]
+        np.testing.assert_allclose(np.array([d["box_xyxy"] for d in result["detection"]]).reshape(-1, 4),
+                                   np.array(live_boxes).reshape(-1, 4), atol=5.1e-3, rtol=0)
+        np.testing.assert_allclose([d["score"] for d in result["detection"]],
+                                   [d.results[0].hypothesis.score for d in det.detections], atol=5.1e-7, rtol=0)
+        import cv2
+
+        mask = cv2.imread(str(tmp_path / "replay" / "masks" / "robot" / f"{stamp[0]}.{stamp[1]:09d}.png"),
+                          cv2.IMREAD_UNCHANGED)
+        live_mask = np.frombuffer(bytes(seg.data), np.uint8).reshape(seg.height, seg.step)[:, :seg.width]
+        np.testing.assert_array_equal(mask, live_mask)
+    assert sum(len(lines[s]["result"]["detection"]) for s in common) > 0  # the comparison saw boxes
+
+
+def _jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _publishers(context, executor, names):
+    node = Node("features_publisher", context=context)
+    executor.add_node(node)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    return node, {n: node.create_publisher(CompressedFeatures, f"/{n}/ladon/features", qos) for n in names}
+
+
+def _packets(n: int, payload: int = 1500) -> list[ladon.Packet]:
+    model = ladon.load_model(MODEL)
+    (packet,) = model.encoder.encode([np.full((64, 64, 3), 90, np.uint8)])
+    rng = np.random.default_rng(0)
+    return [ladon.Packet(packet.model_id, packet.model_hash, packet.beta, packet.latent_shape, packet.geometry,
+                         rng.bytes(payload)) for _ in range(n)]
+
+
+def test_two_robots_are_discovered_and_count_stops(dds, tmp_path):
+    procs, context, executor = dds
+    node, pubs = _publishers(context, executor, ["r1", "r2"])
+    bag = tmp_path / "two"
+    recorder = procs.record("record", "-o", str(bag), "--count", "10")
+    _wait(lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 60, procs, "the recorder on both")
+    packets = _packets(10)
+    for i, packet in enumerate(packets):
+        name = ("r1", "r2")[i % 2]
+        pubs[name].publish(packet_to_msg(packet, Header(frame_id=name, stamp=rclpy.time.Time(seconds=i).to_msg())))
+        time.sleep(0.05)
+    assert recorder.wait(timeout=30) == 0, procs.log("record")
+    scanner = McapScanner(bag / "two_0.mcap")
+    messages = list(scanner.messages())
+    assert len(messages) == 10 and scanner.complete
+    assert sorted({m.channel.topic for m in messages}) == ["/r1/ladon/features", "/r2/ladon/features"]
+    for m in messages:
+        decoded = decode_cdr(m.schema, m.channel, m.data)
+        assert m.channel.topic == f"/{decoded.header.frame_id}/ladon/features"
+        assert bytes(decoded.data) == packets[decoded.header.stamp.sec].data
+        assert m.publish_time <= m.log_time  # source timestamp, then receive time (like rosbag2)
+
+
+def _file_limit(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_disk_full_during_recording(dds, tmp_path):
+    procs, context, executor = dds
+    node, pubs = _publishers(context, executor, ["r1"])
+    bag = tmp_path / "full"
+    recorder = procs.record("record", "-o", str(bag), "--chunk-size", "20000", preexec_fn=_file_limit(60_000))
+    _wait(lambda: pubs["r1"].get_subscription_count() >= 1, 60, procs, "the recorder to subscribe")
+    packets = _packets(200)
+    for i, packet in enumerate(packets):
+        if recorder.poll() is not None:
+            break
+        pubs["r1"].publish(packet_to_msg(packet, Header(stamp=rclpy.time.Time(seconds=i).to_msg())))
+        time.sleep(0.01)
+    assert recorder.wait(timeout=30) == 2, procs.log("record")
+    log = procs.log("record")
+    assert "error:" in log and "writing failed (File too large)" in log and "stopped" in log
+    path = bag / "full_0.mcap"
+    assert path.stat().st_size <= 60_000
+    scanner = McapScanner(path)
+    messages = list(scanner.messages())  # closed properly: no TruncatedBagError
+    assert scanner.complete and 10 < len(messages) < 200
+    stamps = [decode_cdr(m.schema, m.channel, m.data).header.stamp.sec for m in messages]
+    assert stamps == list(range(len(messages)))
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["message_count"] == len(messages)
