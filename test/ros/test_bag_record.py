@@ -204,7 +204,7 @@ def _packets(n: int, payload: int = 1500) -> list[ladon.Packet]:
 
 def test_two_robots_are_discovered_and_count_stops(dds, tmp_path):
     procs, context, executor = dds
-    node, pubs = _publishers(context, executor, ["r1", "r2"])
+    _node, pubs = _publishers(context, executor, ["r1", "r2"])
     bag = tmp_path / "two"
     recorder = procs.record("record", "-o", str(bag), "--count", "10")
     _wait(lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 60, procs, "the recorder on both")
@@ -234,7 +234,7 @@ def _file_limit(limit: int):
 
 def test_disk_full_during_recording(dds, tmp_path):
     procs, context, executor = dds
-    node, pubs = _publishers(context, executor, ["r1"])
+    _node, pubs = _publishers(context, executor, ["r1"])
     bag = tmp_path / "full"
     recorder = procs.record("record", "-o", str(bag), "--chunk-size", "20000", preexec_fn=_file_limit(60_000))
     _wait(lambda: pubs["r1"].get_subscription_count() >= 1, 60, procs, "the recorder to subscribe")
