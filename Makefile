@@ -10,7 +10,8 @@ STAMP := $(VENV)/.ladon-installed
 setup: $(STAMP)
 
 MSG_SOURCES := $(wildcard ladon_msgs/msg/*.msg ladon_msgs/CMakeLists.txt ladon_msgs/pyproject.toml \
-                           third_party/vision_msgs/msg/*.msg third_party/vision_msgs/pyproject.toml)
+                           third_party/vision_msgs/msg/*.msg third_party/vision_msgs/pyproject.toml \
+                           third_party/foxglove_msgs/msg/*.msg third_party/foxglove_msgs/pyproject.toml)
 
 # Stale = created before the last change to the dependency list, the package metadata or the messages.
 # One resolve: torch/torchvision/compressai, the ROS 2 Kilted wheels, our interface packages (built from source by
@@ -22,7 +23,9 @@ $(STAMP): requirements.txt setup.py $(MSG_SOURCES)
 	$(PY) -m pip install --quiet --upgrade pip
 	vision=$$( ( ! $(PY) -m pip show -q vision-msgs-fallback >/dev/null 2>&1 && $(PY) -c 'import vision_msgs.msg' \
 	           2>/dev/null ) || echo ./third_party/vision_msgs ); \
-	$(PY) -m pip install --quiet -r requirements.txt ./ladon_msgs $$vision -e '.[server,robot,export,reference,train,dev]'
+	foxglove=$$( ( ! $(PY) -m pip show -q foxglove-msgs-fallback >/dev/null 2>&1 && $(PY) -c 'import foxglove_msgs.msg' \
+	           2>/dev/null ) || echo ./third_party/foxglove_msgs ); \
+	$(PY) -m pip install --quiet -r requirements.txt ./ladon_msgs $$vision $$foxglove -e '.[server,robot,export,reference,train,dev,record]'
 	@touch $(STAMP)
 
 # The split as separate processes over real DDS: image source -> encoder -> server -> recorder.

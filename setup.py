@@ -60,6 +60,8 @@ setup(
         "dev": ["pytest", "hypothesis", "ruff", "lxml>=5"],
         # Coverage-guided fuzzing (make fuzz); ladon_bench.fuzz runs without it, uncovered.
         "fuzz": ["atheris>=2.3"],
+        # Recording features to rosbag2 MCAP bags and replaying them (ladon replay, ladon-record).
+        "record": ["mcap>=1.2", "mcap-ros2-support>=0.5", "zstandard>=0.22", "lz4>=4", "pyyaml>=6"],
     },
     entry_points={"console_scripts": [
         "ladon = ladon.cli:main",

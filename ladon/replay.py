@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mcap_ros2  # noqa: F401  (the 'record' extra: CDR decoding from the bag's own schema)
 import numpy as np
 
 from .bag import FEATURES_TYPE, McapScanner, bag_files, decode_cdr, packet_from_features, robot_of
 from .errors import LadonError, ModelMismatchError, NoFeaturesError, TruncatedBagError
 
 EXIT_ERROR = 2
+HELP = "run the heads on recorded features (rosbag2 MCAP bag), offline"
 DESCRIPTION = __doc__
 
 
@@ -69,8 +71,9 @@ def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_
     Results, overlays, masks and ``summary.json`` go to ``out_dir``. Truncated/corrupt files, a bag without features
     topics and (without ``skip_mismatched``) an unknown model hash raise typed errors after the outputs of every
     frame before them were written."""
+    from .image_io import write_image
     from .results import detections_above
-    from .visualize import draw_overlay, palette, write_image
+    from .visualize import draw_overlay, palette
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

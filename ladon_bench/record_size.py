@@ -7,7 +7,7 @@ frames (schemas, indexes, summary included) and the mean serialized message. Fea
 (``models/demo.pt``, beta 1.28, and ``models/demo_beta10.24.pt``); JPEG at the qualities below with OpenCV, as
 ``compressed_image_transport`` would send. Writes ``bench/results/record/record_size.{json,md}``.
 
-    python tools/bench_record_size.py [--out bench/results/record]
+    python -m ladon_bench.record_size [--out bench/results/record]
 """
 
 from __future__ import annotations
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "record_size.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Bag size per frame: features vs images (rosbag2 MCAP)", "",
-             "Same frames, recorded four ways into a rosbag2 MCAP bag (`tools/bench_record_size.py`). Whole bag = "
-             "`.mcap` file / frames; per further frame = (bag - the same bag without messages) / frames, what a "
-             "long recording costs per frame. Ratios use the zstd per-further-frame numbers.", ""]
+             "Same frames, recorded four ways into a rosbag2 MCAP bag (`python -m ladon_bench.record_size`). "
+             "Whole bag = `.mcap` file / frames; per further frame = (bag - the same bag without messages) / "
+             "frames, what a long recording costs per frame. Ratios use the zstd per-further-frame numbers.", ""]
     for set_name in SETS:
         set_rows = [r for r in rows if r["set"] == set_name]
         lines += [f"## {set_name}: {set_rows[0]['frames']} frames, {', '.join(set_rows[0]['frame_sizes'])}", "",
