@@ -61,6 +61,7 @@ from ladon_ros.conversions import (
     worst_case_message_bytes,
 )
 from ladon_ros.diagnostics import StreamStats
+from ladon_ros.foxglove import FoxgloveOutputs
 from ladon_ros.node_main import (
     LadonLifecycleNode,
     describe_incompatible_qos,
@@ -120,6 +121,7 @@ class Robot:
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
     ack: Publisher | None = None
     """``ladon/features/ack``: per-frame receipts for the robot's rate control (parameter ``acks``)."""
+    foxglove: FoxgloveOutputs | None = None  # ladon/annotations, ladon/segmentation/color (issue #14)
 
 
 class LadonServerNode(LadonLifecycleNode):
@@ -329,12 +331,14 @@ class LadonServerNode(LadonLifecycleNode):
         mask_png = (self.create_publisher(CompressedImage, robot_topic(ns, topics.compressed(
             OUTPUT_TOPICS["segmentation"])), output_qos) if "segmentation" in self.tasks else None)
         robot = Robot(ns=ns, name=ns or self.get_namespace(), outputs=outputs, overlay=overlay, discovered=discovered,
-                      stats=StreamStats(problem_window_s=self.diag_window_s))
+                      stats=StreamStats(problem_window_s=self.diag_window_s),
+                      foxglove=FoxgloveOutputs(self, ns, output_qos, self.tasks))
         robot.mask_png = mask_png
         if overlay is not None:  # lazy: subscribed while the overlay is watched and drawn on the camera image
             robot.camera = OverlayImageInput(self, ns, self.image_transport, image_qos, on_error=lambda text: (
                 self.get_logger().warning(f"{robot.name}: {text}", throttle_duration_sec=LOG_THROTTLE_S)))
-        robot.handles += [*outputs.values(), *(p for p in (overlay, mask_png) if p is not None)]
+        robot.handles += [*outputs.values(), *(p for p in (overlay, mask_png) if p is not None),
+                          *robot.foxglove.publishers()]
         if self.acks:
             robot.ack = self.create_publisher(TimeReference, robot_topic(ns, topics.FEATURES_ACK), ACK_QOS)
             robot.handles.append(robot.ack)
@@ -521,7 +525,8 @@ class LadonServerNode(LadonLifecycleNode):
         overlay = robot.overlay is not None and robot.overlay.get_subscription_count() > 0
         if overlay:
             return self.tasks, True
-        return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0
+        extra = robot.foxglove.wanted_tasks() if robot.foxglove is not None else ()
+        return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0 or t in extra
                      or (t == "segmentation" and robot.mask_png.get_subscription_count() > 0)), False
 
     def _publish(self, robot: Robot, frame: ReceivedFeatures, result: Result, tasks: tuple[str, ...],
@@ -544,6 +549,8 @@ class LadonServerNode(LadonLifecycleNode):
             image = draw_overlay(self._background(robot, result, header), result, score_threshold=self.threshold,
                                  scale=self.overlay_scale)
             robot.overlay.publish(array_to_image_msg(image[:, :, ::-1], "bgr8", header))
+        if robot.foxglove is not None:
+            robot.foxglove.publish(result, header)
         age = stamp_age_s(self, header)
         with self._cond:
             robot.stats.frame(stamp_age_s=age, nbytes=frame.nbytes,
