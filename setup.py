@@ -73,5 +73,6 @@ setup(
         "ladon-bench-fleet = ladon_bench.fleet:main",
         "ladon-bench-adaptation = ladon_bench.adaptation:main",
         "ladon-record = ladon_ros.bag_record:main",
+        "ladon-play = ladon_ros.bag_play:main",
     ]},
 )

@@ -256,3 +256,66 @@ def test_disk_full_during_recording(dds, tmp_path):
     assert stamps == list(range(len(messages)))
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["message_count"] == len(messages)
+
+
+# ------------------------------------------------------------------------------------------------ ladon-play
+def _features_bag(directory: Path, n: int, spacing_ns: int) -> tuple[Path, list[ladon.Packet]]:
+    """A bag of ``n`` real features messages of the demo scenes on /r/ladon/features, ``spacing_ns`` apart."""
+    import cv2
+
+    from ladon.bag import FEATURES_TYPE, BagWriter, TopicInfo, message_definition
+    from ladon_ros.bag_record import local_type_hash, read_msg_file
+
+    model = ladon.load_model(MODEL)
+    images = [cv2.imread(str(p))[:, :, ::-1].copy() for p in sorted(SHAPES.glob("*.png"))[:n]]
+    packets = model.encoder.encode(images)
+    topic = TopicInfo(name="/r/ladon/features", type=FEATURES_TYPE,
+                      definition=message_definition(FEATURES_TYPE, read_msg_file),
+                      type_hash=local_type_hash(FEATURES_TYPE))
+    with BagWriter(directory, chunk_size=2000) as writer:
+        writer.add_topic(topic)
+        for i, packet in enumerate(packets):
+            header = Header(frame_id="camera", stamp=rclpy.time.Time(seconds=500 + i).to_msg())
+            writer.write(topic.name, serialize_message(packet_to_msg(packet, header)), 10**18 + i * spacing_ns)
+    return writer.path, packets
+
+
+def test_play_feeds_a_server_with_the_original_stamps(dds, tmp_path):
+    procs, context, executor = dds
+    bag, _ = _features_bag(tmp_path / "drive", 3, 400_000_000)
+    live = Recorder(namespace="/r", context=context, record_images=False,
+                    outputs=("detections", "classification", "segmentation"))
+    executor.add_node(live)
+    procs.node("server", "ladon_server", *_common(), "-r", "__ns:=/r")
+    player = procs.start("play", [sys.executable, "-m", "ladon_ros.bag_play", str(bag.parent),
+                                  "--wait-subscribers", "2"])  # the server and the in-process recorder
+    assert player.wait(timeout=90) == 0, procs.log("play")
+    assert "published 3 message(s) on 1 topic(s)" in procs.log("play")
+    elapsed = float(procs.log("play").split(" in ")[-1].split(" s")[0])
+    assert elapsed >= 0.75  # 1x: the recorded 0.8 s between first and last message are kept
+    _wait(lambda: len(live.completed()) == 3, 60, procs, "the server's outputs for the 3 played frames")
+    frames = live.completed()
+    assert [f.stamp for f in frames] == [(500, 0), (501, 0), (502, 0)]
+    stats = replay_bag(bag, [ladon.load_model(MODEL)], tmp_path / "replay", overlays=False)
+    lines = _jsonl(tmp_path / "replay" / "results.jsonl")
+    assert stats.replayed == 3
+    for frame, line in zip(frames, lines):
+        cls = frame.outputs["classification"]
+        assert [r.class_id for r in cls.results] == [c["class_name"] for c in line["result"]["classification"]]
+        det = frame.outputs["detections"]
+        assert [d.results[0].hypothesis.class_id for d in det.detections] == [
+            d["class_name"] for d in line["result"]["detection"]]
+
+
+def test_play_of_a_truncated_bag_publishes_what_was_read(dds, tmp_path):
+    procs, _, _ = dds
+    bag, _ = _features_bag(tmp_path / "drive", 6, 1000)
+    data = bag.read_bytes()
+    offsets = [m.offset for m in McapScanner(bag).messages()]
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[:offsets[-1] + 20])  # the last chunk is incomplete
+    player = procs.start("play", [sys.executable, "-m", "ladon_ros.bag_play", str(cut), "--fast", "--linger", "0"])
+    assert player.wait(timeout=60) == 2, procs.log("play")
+    log = procs.log("play")
+    kept = sum(1 for o in offsets if o < offsets[-1])
+    assert f"published {kept} message(s)" in log and f"at byte {offsets[-1]}" in log and "error:" in log
