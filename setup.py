@@ -31,7 +31,7 @@ setup(
         ("share/" + PACKAGE_NAME + "/launch", sorted(str(p) for p in Path("launch").glob("*.launch.py"))),
         ("share/" + PACKAGE_NAME + "/config", sorted(str(p) for p in Path("config").glob("*.yaml"))
          + sorted(str(p) for p in Path("config").glob("*.xml"))),
-        ("share/" + PACKAGE_NAME + "/rviz", ["rviz/split.rviz"]),
+        ("share/" + PACKAGE_NAME + "/rviz", ["rviz/split.rviz", "rviz/split.foxglove.json"]),
         # The bundled demo models, so that an installed package finds them (ladon.assets.models_dir).
         ("share/" + PACKAGE_NAME + "/models", sorted(str(p) for p in Path("models").glob("demo*.pt"))),
     ],

@@ -167,3 +167,22 @@ def test_server_publishes_them_only_while_subscribed(ros_context, tiny_model, tm
         executor.shutdown()
         server.destroy_node()
         client.destroy_node()
+
+
+def test_layout_file_names_the_published_topics():
+    """rviz/split.foxglove.json (Foxglove: Layouts -> Import) shows camera + boxes, coloured mask, classes."""
+    from ladon_ros import topics
+
+    layout = json.loads((REPO / "rviz" / "split.foxglove.json").read_text())
+    panels = layout["configById"]
+
+    def leaves(node):
+        return [node] if isinstance(node, str) else leaves(node["first"]) + leaves(node["second"])
+
+    assert sorted(leaves(layout["layout"])) == sorted(panels)
+    camera, mask = panels["Image!ladoncamera"]["imageMode"], panels["Image!ladonmask"]["imageMode"]
+    assert camera["imageTopic"] == f"/robot1/{topics.IMAGE}" and mask["imageTopic"] == f"/robot1/{COLOR_MASK}"
+    for mode in (camera, mask):
+        assert mode["annotations"] == {f"/robot1/{ANNOTATIONS}": {"visible": True}}
+    assert panels["RawMessages!ladonclasses"]["topicPath"].startswith(
+        f"/robot1/{topics.OUTPUT_TOPICS['classification']}.")
