@@ -57,7 +57,7 @@ setup(
         "train": ["pycocotools>=2.0.7", "matplotlib>=3.7", "tqdm>=4.60", "pyyaml>=6"],
         # The fleet server's Ray Serve backend (edge servers only; robots never need it).
         "fleet": ["ray[serve]>=2.40"],
-        "dev": ["pytest", "hypothesis", "ruff", "lxml>=5"],
+        "dev": ["pytest", "hypothesis", "ruff", "lxml>=5", "rosbags>=0.10"],
         # Coverage-guided fuzzing (make fuzz); ladon_bench.fuzz runs without it, uncovered.
         "fuzz": ["atheris>=2.3"],
         # Recording features to rosbag2 MCAP bags and replaying them (ladon replay, ladon-record).

@@ -453,6 +453,23 @@ class _GuardedFile:
             self.fd = -1
 
 
+INFINITE_DURATION = {"sec": 9223372036, "nsec": 854775807}
+"""RMW_DURATION_INFINITE as rosbag2 writes it."""
+QOS_DEFAULTS: dict[str, Any] = {"history": "unknown", "depth": 0, "reliability": "reliable", "durability": "volatile",
+                                "deadline": INFINITE_DURATION, "lifespan": INFINITE_DURATION, "liveliness": "automatic",
+                                "liveliness_lease_duration": INFINITE_DURATION,
+                                "avoid_ros_namespace_conventions": False}
+"""Every key of a rosbag2 (version 9) QoS profile; missing keys of a given profile are filled from here."""
+
+
+def full_qos(profile: dict[str, Any]) -> dict[str, Any]:
+    """``profile`` with every rosbag2 QoS key, in rosbag2's order (readers such as rosbags require all of them)."""
+    unknown = set(profile) - set(QOS_DEFAULTS)
+    if unknown:
+        raise BagError(f"unknown QoS keys {sorted(unknown)}; expected {list(QOS_DEFAULTS)}")
+    return {key: profile.get(key, default) for key, default in QOS_DEFAULTS.items()}
+
+
 def qos_yaml(profiles: list[dict[str, Any]]) -> str:
     """rosbag2 (metadata version 9) string form of ``offered_qos_profiles`` (stored in MCAP channel metadata)."""
     import yaml
@@ -506,6 +523,7 @@ class BagWriter:
         """Register a topic (schema ``topic.type`` with ``topic.definition`` text, ``cdr`` channel)."""
         if topic.name in self.topics:
             return
+        topic.offered_qos = [full_qos(q) for q in topic.offered_qos]
         schema_id = self._schemas.get(topic.type)
         if schema_id is None:
             schema_id = self._guard(lambda: self._writer.register_schema(topic.type, "ros2msg",

@@ -29,12 +29,11 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ladon.bag import DEFAULT_CHUNK_SIZE, FEATURES_TYPE, BagWriter, TopicInfo, message_definition
+from ladon.bag import DEFAULT_CHUNK_SIZE, FEATURES_TYPE, INFINITE_DURATION, BagWriter, TopicInfo, message_definition
 from ladon.errors import BagError, LadonError
 
 EXIT_ERROR = 2
 INFINITE_NS = 2**63 - 1
-_INFINITE = {"sec": 9223372036, "nsec": 854775807}  # RMW_DURATION_INFINITE as rosbag2 writes it
 
 
 def share_dirs() -> list[Path]:
@@ -77,7 +76,7 @@ def message_class(type_name: str) -> Any:
 
 def _duration(d: Any) -> dict[str, int]:
     ns = int(d.nanoseconds)
-    return dict(_INFINITE) if ns >= INFINITE_NS else {"sec": ns // 10**9, "nsec": ns % 10**9}
+    return dict(INFINITE_DURATION) if ns >= INFINITE_NS else {"sec": ns // 10**9, "nsec": ns % 10**9}
 
 
 def qos_dict(qos: QoSProfile) -> dict[str, Any]:

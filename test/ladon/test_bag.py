@@ -92,6 +92,24 @@ def test_metadata_yaml_is_rosbag2_version_9(bag, packets):
     assert bag_files(bag.parent) == [bag] and bag_files(bag) == [bag]
 
 
+def test_an_independent_rosbag2_reader_reads_the_bag(bag, packets):
+    """rosbags (its own rosbag2 + MCAP implementation) reads metadata.yaml version 9, the QoS and every message."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg((REPO / "ladon_msgs/msg/CompressedFeatures.msg").read_text(), FEATURES_TYPE))
+    with Reader(bag.parent) as reader:
+        assert reader.message_count == len(packets)
+        assert {c.topic for c in reader.connections} == {"/r1/ladon/features", "/r2/ladon/features"}
+        for connection in reader.connections:
+            assert connection.msgtype == FEATURES_TYPE
+            (qos,) = connection.ext.offered_qos_profiles
+            assert qos.reliability.name == "RELIABLE" and qos.deadline.sec == 9223372036
+        decoded = [store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages()]
+    assert [packet_from_features(m).to_bytes() for m in decoded] == [p.to_bytes() for p in packets]
+
+
 def test_round_trip_of_every_packet(bag, packets):
     scanner = McapScanner(bag)
     messages = list(scanner.messages())

@@ -151,6 +151,13 @@ def test_recorded_live_run_replays_to_the_live_outputs(dds, tmp_path):
         assert deserialize_message(recorded[stamp], CompressedFeatures) == frames[stamp].features
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["message_count"] == len(recorded)
+    from rosbags.rosbag2 import Reader  # an independent rosbag2 reader agrees (metadata, discovered QoS, messages)
+
+    with Reader(bag) as reader:
+        (connection,) = reader.connections
+        assert reader.message_count == len(recorded) and connection.msgtype == "ladon_msgs/msg/CompressedFeatures"
+        assert [q.reliability.name for q in connection.ext.offered_qos_profiles] == ["RELIABLE"]
+        assert sorted(raw for _, _, raw in reader.messages()) == sorted(recorded.values())
 
     # Replayed offline (no ROS): equal to what the live server published for the same frames.
     stats = replay_bag(bag, [ladon.load_model(MODEL)], tmp_path / "replay", masks=True, threshold=0.3)

@@ -56,9 +56,10 @@ FALLBACK_RIHS01 = {
     "Color": "RIHS01_ed1b16da40c954e6456b950c2ef4559c179e5cb98f1363cb28c3b90c6ee14120",
     "KeyValuePair": "RIHS01_3a1aafc9b6c5876181434af49e3077c3e63174d48c4be9fbc8f65547c59aaded",
 }
-"""Computed by rosidl when building third_party/foxglove_msgs (share/foxglove_msgs/msg/*.json). No published upstream
-value was found; rosidl derives the hash from the field lists alone (comments excluded), which equal upstream 3.4.3's
-(test below), so a distro foxglove_msgs 3.4.3 computes the same. A change here means the wire type changed."""
+"""Computed by rosidl when building third_party/foxglove_msgs (share/foxglove_msgs/msg/*.json), and independently by
+rosbags from upstream 3.4.3's field lists (test below). No hash published by upstream was found; the hash depends on
+the field lists only (comments excluded), so a distro foxglove_msgs 3.4.3 computes the same. A change here means the
+wire type changed."""
 
 
 @pytest.mark.parametrize("name", sorted(UPSTREAM_FIELDS))
@@ -186,3 +187,15 @@ def test_layout_file_names_the_published_topics():
         assert mode["annotations"] == {f"/robot1/{ANNOTATIONS}": {"visible": True}}
     assert panels["RawMessages!ladonclasses"]["topicPath"].startswith(
         f"/robot1/{topics.OUTPUT_TOPICS['classification']}.")
+
+
+def test_pinned_hashes_equal_an_independent_computation_from_the_upstream_fields():
+    """rosbags' own RIHS01 implementation, fed upstream 3.4.3's field lists, gives the hashes rosidl built here."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types: dict = {}
+    for name, fields in UPSTREAM_FIELDS.items():
+        types.update(get_types_from_msg("\n".join(fields), f"foxglove_msgs/msg/{name}"))
+    store.register(types)
+    assert {name: store.hash_rihs01(f"foxglove_msgs/msg/{name}") for name in UPSTREAM_FIELDS} == FALLBACK_RIHS01
