@@ -536,7 +536,9 @@ class BagWriter:
 
     def write(self, topic: str, data: bytes, log_time_ns: int, publish_time_ns: int | None = None) -> None:
         """Append one serialized message (``log_time_ns``: receive time, like rosbag2's recv_timestamp)."""
-        info = self.topics[topic]
+        info = self.topics.get(topic)
+        if info is None:
+            raise BagError(f"topic {topic} was not added to the bag (add_topic first)")
         self._guard(lambda: self._writer.add_message(info.channel_id, log_time_ns, data,
                                                      log_time_ns if publish_time_ns is None else publish_time_ns,
                                                      info.message_count))

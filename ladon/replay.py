@@ -28,10 +28,10 @@ from typing import Any
 import mcap_ros2  # noqa: F401  (the 'record' extra: CDR decoding from the bag's own schema)
 import numpy as np
 
+from ._cli_common import EXIT_ERROR, set_threads
 from .bag import FEATURES_TYPE, McapScanner, bag_files, decode_cdr, packet_from_features, robot_of
 from .errors import LadonError, ModelMismatchError, NoFeaturesError, TruncatedBagError
 
-EXIT_ERROR = 2
 HELP = "run the heads on recorded features (rosbag2 MCAP bag), offline"
 DESCRIPTION = __doc__
 
@@ -195,13 +195,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``ladon replay``; 0 on success, 2 (one ``error:`` line) on bad input, keeping what was replayed."""
     try:
-        import torch
-
         from .model import load_model
-        from .server import normalize_tasks
+        from .tasks import normalize_tasks
 
-        if args.threads is not None:
-            torch.set_num_threads(max(1, int(args.threads)))
+        set_threads(args.threads)
         tasks = normalize_tasks([t.strip() for t in args.tasks.split(",") if t.strip()]) if args.tasks else None
         models = [load_model(path) for path in args.model]
         stats = replay_bag(args.bag, models, args.out, skip_mismatched=args.skip_mismatched, tasks=tasks,
