@@ -255,19 +255,31 @@ class McapScanner:
                 yield message
 
     def _decompress(self, compression: str, data: bytes, size: int, offset: int) -> bytes:
-        """Decompress into at most ``size`` (+1 to detect overrun) bytes; the result must have exactly ``size``."""
+        """Decompress into at most ``size`` (+1 to detect overrun) bytes, in steps of at most 1 MiB, so that memory
+        follows the output actually produced, not the size the header claims; the result must have ``size`` bytes."""
+        step = 1 << 20
         try:
             if compression == "":
                 out = data
             elif compression == "zstd":
                 import zstandard
 
+                grown = bytearray()
                 with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
-                    out = reader.read(size + 1)
+                    while len(grown) <= size and (piece := reader.read(min(step, size + 1 - len(grown)))):
+                        grown += piece
+                out = bytes(grown)
             elif compression == "lz4":
                 import lz4.frame
 
-                out = lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=size + 1)
+                grown = bytearray()
+                decompressor = lz4.frame.LZ4FrameDecompressor()
+                piece = decompressor.decompress(data, max_length=min(step, size + 1))
+                grown += piece
+                while piece and len(grown) <= size and not decompressor.eof:
+                    piece = decompressor.decompress(b"", max_length=min(step, size + 1 - len(grown)))
+                    grown += piece
+                out = bytes(grown)
             else:
                 raise self._error(CorruptBagError, offset, f"unsupported chunk compression {compression!r}")
         except TruncatedBagError:

@@ -260,3 +260,27 @@ def test_disk_full_closes_a_readable_bag(tmp_path, packets, limit, chunk, summar
     info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["message_count"] == len(messages)
     assert features_topic("/x").type == FEATURES_TYPE
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "none"])
+def test_a_chunk_claiming_a_huge_size_costs_only_its_real_output(tmp_path, packets, compression):
+    """Decompression memory follows the bytes actually produced, not the (checked, capped) size in the header."""
+    import tracemalloc
+
+    from _bag_helpers import features_topic as topic
+
+    with BagWriter(tmp_path / "b", compression=compression, chunk_size=1 << 16) as writer:
+        writer.add_topic(topic("/r/ladon/features"))
+        for i, p in enumerate(packets):
+            writer.write("/r/ladon/features", features_cdr(p, i), i + 1)
+    assert [m.log_time for m in McapScanner(writer.path).messages()] == list(range(1, len(packets) + 1))
+    data = bytearray(writer.path.read_bytes())
+    chunk = data.index(b"\x06", 8 + 9)
+    data[chunk + 9 + 16:chunk + 9 + 24] = (512 << 20).to_bytes(8, "little")  # claims 512 MiB (under the cap)
+    (tmp_path / "bomb.mcap").write_bytes(bytes(data))
+    tracemalloc.start()
+    n, exc = _read_until_error(tmp_path / "bomb.mcap")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert isinstance(exc, CorruptBagError) and exc.offset == chunk and n == 0
+    assert peak < 16 << 20, f"peak {peak} bytes"
