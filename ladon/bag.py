@@ -40,6 +40,8 @@ MAX_RECORD_BYTES = 1 << 30
 MAX_FIELD_BYTES = 1 << 20
 """Largest string / schema text / metadata map inside a record."""
 ROSBAG2_VERSION = 9
+METADATA_RESERVE = 16 * 1024
+"""Bytes reserved for ``metadata.yaml`` when a bag is created, so that it can be completed on a full disk."""
 DEFAULT_CHUNK_SIZE = 768 * 1024
 """rosbag2_storage_mcap's default (mcap::McapWriterOptions::chunkSize)."""
 
@@ -510,6 +512,7 @@ class BagWriter:
         self.closed = False
         self._schemas: dict[str, int] = {}
         self._stream = _GuardedFile(self.path)
+        self._write_metadata_file(reserve=METADATA_RESERVE)  # placeholder: the space for the final one
         kind = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
         if compression not in kind:
             raise BagError(f"compression must be one of {sorted(kind)}, got {compression!r}")
@@ -679,11 +682,32 @@ class BagWriter:
 
         return yaml.safe_dump(self._metadata(), sort_keys=False)
 
-    def _write_metadata_file(self) -> None:
+    def _write_metadata_file(self, reserve: int = 0) -> None:
+        """Write ``metadata.yaml``. Overwritten in place within the space reserved when the bag was created (so a
+        full disk cannot leave it empty); a larger file goes through a temporary file and a rename."""
         import yaml
 
-        text = yaml.safe_dump({"rosbag2_bagfile_information": self._metadata()}, sort_keys=False)
-        (self.directory / "metadata.yaml").write_text(text)
+        data = yaml.safe_dump({"rosbag2_bagfile_information": self._metadata()}, sort_keys=False).encode()
+        if reserve > len(data):  # padding: one YAML comment line
+            data += b"#" + b" " * (reserve - len(data) - 2) + b"\n"
+        path = self.directory / "metadata.yaml"
+        reserved = path.stat().st_size if path.exists() else 0
+        if len(data) <= reserved:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                done = 0
+                while done < len(data):
+                    done += os.pwrite(fd, data[done:], done)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+            return
+        tmp = path.with_name(".metadata.yaml.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _version() -> str:

@@ -21,7 +21,7 @@ from mcap.reader import make_reader
 
 import ladon
 from ladon.bag import FEATURES_TYPE, BagWriter, McapScanner, bag_files, decode_cdr, packet_from_features
-from ladon.errors import BagError, ChecksumError, CorruptBagError, TruncatedBagError
+from ladon.errors import BagError, BagWriteError, ChecksumError, CorruptBagError, TruncatedBagError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _bag_helpers import (
@@ -284,3 +284,32 @@ def test_a_chunk_claiming_a_huge_size_costs_only_its_real_output(tmp_path, packe
     tracemalloc.stop()
     assert isinstance(exc, CorruptBagError) and exc.offset == chunk and n == 0
     assert peak < 16 << 20, f"peak {peak} bytes"
+
+
+def test_a_really_full_disk(tmp_path, packets):
+    """ENOSPC from a full 96 KiB tmpfs (root only: mounts one): the same clean end as the file-size limit."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mountpoint)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        rng = np.random.default_rng(1)
+        writer = BagWriter(mountpoint / "drive", chunk_size=16_000)
+        writer.add_topic(features_topic("/r/ladon/features"))
+        with pytest.raises(BagWriteError, match="No space left on device") as info:
+            for i in range(10_000):
+                p = packets[0]
+                p = ladon.Packet(p.model_id, p.model_hash, p.beta, p.latent_shape, p.geometry, rng.bytes(p.nbytes))
+                writer.write("/r/ladon/features", features_cdr(p, i), i + 1)
+        scanner = McapScanner(writer.path)
+        messages = list(scanner.messages())
+        assert scanner.complete and len(messages) > 10 and f"{len(messages)} complete message(s)" in str(info.value)
+        meta = (mountpoint / "drive" / "metadata.yaml").read_text()  # completed in the space reserved at creation
+        assert yaml.safe_load(meta)["rosbag2_bagfile_information"]["message_count"] == len(messages)
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
