@@ -12,10 +12,12 @@ to the damaged record, then the command ends with one ``error:`` line (exit stat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rclpy.node import Node
@@ -49,14 +51,16 @@ class BagPlayer(Node):
             self.publishers_by_topic[topic] = pub
         return pub
 
-    def play(self, messages: list[BagMessage], *, rate: float, stop: threading.Event) -> None:
-        """Publish ``messages`` in order; ``rate`` > 0 keeps the recorded spacing divided by ``rate``."""
-        if not messages:
-            return
-        start_wall, start_log = time.monotonic(), messages[0].log_time
+    def play(self, messages: Iterable[BagMessage], *, rate: float, stop: threading.Event) -> None:
+        """Publish ``messages`` in order; ``rate`` > 0 keeps the recorded spacing divided by ``rate``. Read errors of
+        the stream propagate after everything before them was published."""
+        start_wall = time.monotonic()
+        start_log: int | None = None
         for message in messages:
             if stop.is_set():
                 return
+            if start_log is None:
+                start_log = message.log_time
             if rate > 0:
                 due = start_wall + (message.log_time - start_log) / 1e9 / rate
                 while not stop.is_set() and (delay := due - time.monotonic()) > 0:
@@ -65,25 +69,37 @@ class BagPlayer(Node):
             self.published += 1
 
 
-def read_messages(bag: str, topics: list[str] | None) -> tuple[list[BagMessage], LadonError | None]:
-    """The bag's messages on ``topics`` (default: every features topic), and the read error that ended it, if any."""
+def select(bag: str, topics: list[str] | None) -> Callable[[], Iterator[BagMessage]]:
+    """A function that streams the bag's messages on ``topics`` (default: every features topic), one at a time."""
     wanted = set(topics) if topics else None
-    messages: list[BagMessage] = []
-    seen: set[str] = set()
-    try:
+
+    def stream() -> Iterator[BagMessage]:
         for path in bag_files(bag):
             for message in McapScanner(path).messages():
-                seen.add(message.channel.topic)
                 schema = message.schema.name if message.schema else ""
                 if (wanted is None and schema == FEATURES_TYPE) or (wanted is not None
                                                                    and message.channel.topic in wanted):
-                    messages.append(message)
+                    yield message
+
+    return stream
+
+
+def survey(bag: str, topics: list[str] | None) -> tuple[dict[str, BagMessage], int, LadonError | None]:
+    """First pass, keeping no message data: the first message of each played topic (to create its publisher), how
+    many messages will be played, and the read error that ends the bag, if any."""
+    first: dict[str, BagMessage] = {}
+    count = 0
+    try:
+        for message in select(bag, topics)():
+            count += 1
+            if message.channel.topic not in first:
+                first[message.channel.topic] = dataclasses.replace(message, data=b"")
     except LadonError as exc:
-        return messages, exc
-    if not messages:
-        which = f"none of the topics {sorted(wanted)}" if wanted else f"no {FEATURES_TYPE} topic"
-        return messages, NoFeaturesError(f"{bag}: {which} in the bag; its topics: {', '.join(sorted(seen)) or 'none'}")
-    return messages, None
+        return first, count, exc
+    if not first:
+        which = f"none of the topics {sorted(topics)}" if topics else f"no {FEATURES_TYPE} topic"
+        return first, 0, NoFeaturesError(f"{bag}: {which} in the bag")
+    return first, count, None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.fast and args.rate <= 0:
         print("error: --rate must be > 0 (or use --fast)", file=sys.stderr)
         return EXIT_ERROR
-    messages, read_error = read_messages(args.bag, args.topics)
-    if not messages:
+    first, count, read_error = survey(args.bag, args.topics)
+    if not count:
         print(f"error: {read_error}", file=sys.stderr)
         return EXIT_ERROR
     rclpy.init(args=["ladon-play", *argv])
@@ -125,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     node = BagPlayer()  # publishing needs no executor: nothing here has callbacks
     status = 0
     try:
-        for message in messages:
+        for message in first.values():
             node.publisher_for(message)
         deadline = time.monotonic() + args.wait_timeout
         while args.wait_subscribers and not stop.is_set() and any(
@@ -135,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{sorted(node.publishers_by_topic)} after {args.wait_timeout:g} s")
             time.sleep(0.05)
         started = time.monotonic()
-        node.play(messages, rate=0.0 if args.fast else args.rate, stop=stop)
+        try:
+            node.play(select(args.bag, args.topics)(), rate=0.0 if args.fast else args.rate, stop=stop)
+        except LadonError as exc:  # the damage found by the survey (the stream stops at the same record)
+            read_error = exc
         elapsed = time.monotonic() - started
         stop.wait(args.linger)
         print(f"published {node.published} message(s) on {len(node.publishers_by_topic)} topic(s) in "
