@@ -183,8 +183,10 @@ def test_layout_file_names_the_published_topics():
     assert sorted(leaves(layout["layout"])) == sorted(panels)
     camera, mask = panels["Image!ladoncamera"]["imageMode"], panels["Image!ladonmask"]["imageMode"]
     assert camera["imageTopic"] == f"/robot1/{topics.IMAGE}" and mask["imageTopic"] == f"/robot1/{COLOR_MASK}"
-    for mode in (camera, mask):
-        assert mode["annotations"] == {f"/robot1/{ANNOTATIONS}": {"visible": True}}
+    for mode in (camera, mask):  # the Image panel's ImageModeConfig.annotations: a list of subscriptions
+        assert mode["annotations"] == [{"topic": f"/robot1/{ANNOTATIONS}",
+                                        "schemaName": "foxglove_msgs/msg/ImageAnnotations",
+                                        "settings": {"visible": True}}]
     assert panels["RawMessages!ladonclasses"]["topicPath"].startswith(
         f"/robot1/{topics.OUTPUT_TOPICS['classification']}.")
 
