@@ -166,11 +166,12 @@ def test_recorded_live_run_replays_to_the_live_outputs(dds, tmp_path):
     for stamp in common:
         result, frame = lines[stamp]["result"], frames[stamp]
         cls, det, seg = (frame.outputs[k] for k in ("classification", "detections", "segmentation"))
-        assert [c["class_name"] for c in result["classification"]] == [r.class_id for r in cls.results]
+        # class_id on the wire is the class index (names via LabelInfo)
+        assert [str(c["class_id"]) for c in result["classification"]] == [r.class_id for r in cls.results]
         # equal up to Result.to_dict()'s rounding (scores to 6 decimals, boxes to 0.01 px); masks exactly
         np.testing.assert_allclose([c["score"] for c in result["classification"]], [r.score for r in cls.results],
                                    atol=5.1e-7, rtol=0)
-        assert [d["class_name"] for d in result["detection"]] == [d.results[0].hypothesis.class_id
+        assert [str(d["class_id"]) for d in result["detection"]] == [d.results[0].hypothesis.class_id
                                                                  for d in det.detections]
         live_boxes = [[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
                        d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
@@ -308,10 +309,10 @@ def test_play_feeds_a_server_with_the_original_stamps(dds, tmp_path):
     assert stats.replayed == 3
     for frame, line in zip(frames, lines):
         cls = frame.outputs["classification"]
-        assert [r.class_id for r in cls.results] == [c["class_name"] for c in line["result"]["classification"]]
+        assert [r.class_id for r in cls.results] == [str(c["class_id"]) for c in line["result"]["classification"]]
         det = frame.outputs["detections"]
         assert [d.results[0].hypothesis.class_id for d in det.detections] == [
-            d["class_name"] for d in line["result"]["detection"]]
+            str(d["class_id"]) for d in line["result"]["detection"]]
 
 
 def test_play_of_a_truncated_bag_publishes_what_was_read(dds, tmp_path):
