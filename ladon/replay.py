@@ -65,12 +65,13 @@ def _file_part(robot: str) -> str:
 def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_mismatched: bool = False,
                tasks: tuple[str, ...] | None = None, top_k: int = 5, threshold: float = 0.3,
                topics: list[str] | None = None, overlays: bool = True, masks: bool = False,
-               log: Any = None) -> ReplayStats:
+               verifier: Any = None, log: Any = None) -> ReplayStats:
     """Replay every features message of ``bag`` through the model (of ``models``) matching its hash.
 
     Results, overlays, masks and ``summary.json`` go to ``out_dir``. Truncated/corrupt files, a bag without features
     topics and (without ``skip_mismatched``) an unknown model hash raise typed errors after the outputs of every
-    frame before them were written."""
+    frame before them were written. With a ``verifier`` (:class:`ladon.auth.Verifier`) every packet must carry a
+    valid HMAC tag; the others are rejected and counted, as the server node does."""
     from .image_io import write_image
     from .results import detections_above
     from .visualize import draw_overlay, palette
@@ -102,6 +103,8 @@ def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_
                         robot = robot_of(topic)
                         try:
                             packet = packet_from_features(decoded)
+                            if verifier is not None:
+                                verifier.verify(packet)
                         except LadonError as exc:
                             stats.rejected[type(exc).__name__] += 1
                             continue
@@ -189,6 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="detections below this score are dropped, as the server node does (0.3)")
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     parser.add_argument("--masks", action="store_true", help="also write the class-id masks as mono8 PNGs")
+    parser.add_argument("--verify-keys", metavar="DIR", help="packets must carry a valid HMAC-SHA256 tag under a key "
+                        "of DIR (<key_id>.key files); the others are rejected and counted")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
 
 
@@ -200,10 +205,15 @@ def run(args: argparse.Namespace) -> int:
 
         set_threads(args.threads)
         tasks = normalize_tasks([t.strip() for t in args.tasks.split(",") if t.strip()]) if args.tasks else None
+        verifier = None
+        if args.verify_keys:
+            from .auth import Verifier
+
+            verifier = Verifier.from_dir(args.verify_keys)
         models = [load_model(path) for path in args.model]
         stats = replay_bag(args.bag, models, args.out, skip_mismatched=args.skip_mismatched, tasks=tasks,
                            top_k=args.top_k, threshold=args.publish_threshold, topics=args.topics,
-                           overlays=not args.no_overlays, masks=args.masks)
+                           overlays=not args.no_overlays, masks=args.masks, verifier=verifier)
     except LadonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(f"outputs so far -> {args.out}", file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 from mcap_ros2._dynamic import serialize_dynamic
 
 from ladon import Packet
-from ladon.bag import FEATURES_TYPE, BagWriter, TopicInfo, message_definition
+from ladon.bag import AUTH_CODEC_BIT, FEATURES_TYPE, BagWriter, TopicInfo, message_definition
 
 REPO = Path(__file__).resolve().parents[2]
 # Header and Time come from whatever provides them (the ROS wheels' share/ here); their text is standard.
@@ -36,12 +36,16 @@ _encode_string = serialize_dynamic("std_msgs/msg/String", STRING_DEFINITION)["st
 def features_cdr(packet: Packet, sec: int, nanosec: int = 0, frame_id: str = "camera", crc: int | None = None) -> bytes:
     """A CompressedFeatures message carrying ``packet`` as CDR bytes (what rclpy would put on the wire)."""
     g = packet.geometry
+    data, codec = packet.data, packet.codec_version
+    if packet.authenticated:  # the message convention for signed packets (ladon.bag.AUTH_CODEC_BIT)
+        kid = packet.key_id.encode("ascii")
+        data, codec = bytes((len(kid),)) + kid + packet.tag + packet.data, codec | AUTH_CODEC_BIT
     return bytes(_encode_features({
         "header": {"stamp": {"sec": sec, "nanosec": nanosec}, "frame_id": frame_id},
         "model_id": packet.model_id, "model_hash": list(packet.model_hash), "beta": packet.beta,
-        "codec_version": packet.codec_version, "latent_shape": list(packet.latent_shape),
+        "codec_version": codec, "latent_shape": list(packet.latent_shape),
         "original_size": list(g.original_size), "resized_size": list(g.resized_size),
-        "padded_size": list(g.padded_size), "data": packet.data,
+        "padded_size": list(g.padded_size), "data": data,
         "crc32": packet.crc32 if crc is None else crc, "encode_time_ms": 1.5}))
 
 

@@ -145,3 +145,31 @@ def test_cli(bag, tmp_path, capsys):
     assert err.startswith("error: ") and "--skip-mismatched" in err
     assert cli.main(["replay", str(tmp_path / "nothing"), "--model", demo, "--out", str(tmp_path / "c")]) == 2
     assert "no such bag" in capsys.readouterr().err
+
+
+def test_verify_keys_rejects_unsigned_forged_and_unknown_keys(tmp_path, frames, models):
+    """Signed packets (the server's auth convention) replay; with --verify-keys the others are rejected, counted."""
+    from ladon.auth import Signer, generate_key_file, load_keys_dir
+
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    generate_key_file(keys / "robot1.key")
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    generate_key_file(other / "robot9.key")
+    good = Signer("robot1", load_keys_dir(keys)["robot1"])
+    stranger = Signer("robot9", load_keys_dir(other)["robot9"])
+    _, packet, _ = frames[0]
+    signed = good.sign(packet)
+    forged = signed.with_tag("robot1", bytes(32))
+    with BagWriter(tmp_path / "signed") as writer:
+        writer.add_topic(features_topic("/r1/ladon/features"))
+        for i, p in enumerate([signed, packet, forged, stranger.sign(packet), signed]):
+            writer.write("/r1/ladon/features", features_cdr(p, i), i + 1)
+    stats = replay_bag(tmp_path / "signed", [models["demo"]], tmp_path / "plain", overlays=False)
+    assert (stats.replayed, sum(stats.rejected.values())) == (5, 0)  # without keys: signed packets replay too
+    assert cli.main(["replay", str(tmp_path / "signed"), "--model", str(REPO / "models" / "demo.pt"),
+                     "--out", str(tmp_path / "checked"), "--no-overlays", "--verify-keys", str(keys)]) == 0
+    summary = json.loads((tmp_path / "checked" / "summary.json").read_text())
+    assert summary["replayed"] == 2 and sum(summary["rejected"].values()) == 3
+    assert [line["stamp"]["sec"] for line in _lines(tmp_path / "checked")] == [0, 4]

@@ -327,3 +327,27 @@ def test_play_of_a_truncated_bag_publishes_what_was_read(dds, tmp_path):
     log = procs.log("play")
     kept = sum(1 for o in offsets if o < offsets[-1])
     assert f"published {kept} message(s)" in log and f"at byte {offsets[-1]}" in log and "error:" in log
+
+
+def test_bag_mapping_equals_the_message_conversions(tmp_path):
+    """ladon.bag.packet_from_features (ROS-free, for bags) maps CompressedFeatures exactly like msg_to_packet, for
+    plain and signed packets, on rclpy messages and on messages decoded from a bag's schema."""
+    from ladon.auth import Signer
+    from ladon.bag import AUTH_CODEC_BIT, FEATURES_TYPE, Channel, Schema, message_definition, packet_from_features
+    from ladon_ros import conversions
+    from ladon_ros.bag_record import read_msg_file
+
+    assert AUTH_CODEC_BIT == conversions.AUTH_CODEC_BIT
+    (packet,) = _packets(1)
+    signed = Signer("robot1", bytes(range(32))).sign(packet)
+    schema = Schema(1, FEATURES_TYPE, "ros2msg", message_definition(FEATURES_TYPE, read_msg_file).encode())
+    channel = Channel(1, 1, "/r/ladon/features", "cdr", {})
+    for p in (packet, signed):
+        msg = packet_to_msg(p, Header(frame_id="camera"))
+        decoded = decode_cdr(schema, channel, serialize_message(msg))
+        assert packet_from_features(msg) == conversions.msg_to_packet(msg) == packet_from_features(decoded) == p
+    bad = packet_to_msg(signed, Header())
+    bad.data = bytes(bad.data)[:10]  # the trailer is cut
+    for convert in (packet_from_features, conversions.msg_to_packet):
+        with pytest.raises(ladon.errors.PacketError, match="authenticated message"):
+            convert(bad)
