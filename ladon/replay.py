@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -28,7 +29,15 @@ from typing import Any
 import mcap_ros2  # noqa: F401  (the 'record' extra: CDR decoding from the bag's own schema)
 import numpy as np
 
-from ._cli_common import EXIT_ERROR, set_threads
+from ._cli_common import (
+    EXIT_ERROR,
+    add_force_option,
+    output_dir,
+    output_subdir,
+    safe_output_path,
+    set_threads,
+    write_output,
+)
 from .bag import FEATURES_TYPE, McapScanner, bag_files, decode_cdr, packet_from_features, robot_of
 from .errors import LadonError, ModelMismatchError, NoFeaturesError, TruncatedBagError
 
@@ -76,14 +85,15 @@ def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_
     from .results import detections_above
     from .visualize import draw_overlay, palette
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     by_hash = {bytes(m.model_hash): m for m in models}
     stats = ReplayStats(bag=str(bag))
     wanted = set(topics) if topics else None
     seen_topics: set[str] = set()
     try:
-        with open(out / "results.jsonl", "w") as results:
+        fd = os.open(out / "results.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
+                     0o666)  # never written through a planted symlink
+        with os.fdopen(fd, "w") as results:
             for path in bag_files(bag):
                 scanner = McapScanner(path)
                 try:
@@ -138,12 +148,10 @@ def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_
                             h, w = result.geometry.original_size
                             background = (palette(256)[result.segmentation.mask] if result.segmentation is not None
                                           else np.zeros((h, w, 3), np.uint8))
-                            target = out / "overlays" / _file_part(robot) / name
-                            target.parent.mkdir(parents=True, exist_ok=True)
+                            target = output_subdir(output_subdir(out, "overlays"), _file_part(robot)) / name
                             write_image(target, draw_overlay(background, result, score_threshold=threshold))
                         if masks and result.segmentation is not None:
-                            target = out / "masks" / _file_part(robot) / name
-                            target.parent.mkdir(parents=True, exist_ok=True)
+                            target = output_subdir(output_subdir(out, "masks"), _file_part(robot)) / name
                             _write_mask(target, result.segmentation.mask)
                         stats.replayed += 1
                         stats.per_robot[robot] += 1
@@ -163,7 +171,7 @@ def replay_bag(bag: str | Path, models: list[Any], out_dir: str | Path, *, skip_
         stats.error = stats.error or f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        (out / "summary.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+        write_output(out, "summary.json", json.dumps(stats.to_dict(), indent=2) + "\n", force=True)
     return stats
 
 
@@ -195,6 +203,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify-keys", metavar="DIR", help="packets must carry a valid HMAC-SHA256 tag under a key "
                         "of DIR (<key_id>.key files); the others are rejected and counted")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    add_force_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
         from .tasks import normalize_tasks
 
         set_threads(args.threads)
+        out = output_dir(args.out)  # an earlier replay's outputs are refused before anything runs, unless --force
+        for name in ("results.jsonl", "summary.json"):
+            safe_output_path(out, name, args.force)
         tasks = normalize_tasks([t.strip() for t in args.tasks.split(",") if t.strip()]) if args.tasks else None
         verifier = None
         if args.verify_keys:

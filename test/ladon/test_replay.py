@@ -145,6 +145,11 @@ def test_cli(bag, tmp_path, capsys):
     assert err.startswith("error: ") and "--skip-mismatched" in err
     assert cli.main(["replay", str(tmp_path / "nothing"), "--model", demo, "--out", str(tmp_path / "c")]) == 2
     assert "no such bag" in capsys.readouterr().err
+    again = ["replay", str(bag.parent), "--model", demo, "--model", beta10, "--out", str(tmp_path / "a"),
+             "--no-overlays"]
+    assert cli.main(again) == 2  # an earlier replay's outputs are never silently replaced
+    assert "already exists" in capsys.readouterr().err and len(_lines(tmp_path / "a")) == 6
+    assert cli.main([*again, "--force"]) == 0
 
 
 def test_verify_keys_rejects_unsigned_forged_and_unknown_keys(tmp_path, frames, models):
