@@ -168,18 +168,19 @@ def test_recorded_live_run_replays_to_the_live_outputs(dds, tmp_path):
         cls, det, seg = (frame.outputs[k] for k in ("classification", "detections", "segmentation"))
         # class_id on the wire is the class index (names via LabelInfo)
         assert [str(c["class_id"]) for c in result["classification"]] == [r.class_id for r in cls.results]
-        # equal up to Result.to_dict()'s rounding (scores to 6 decimals, boxes to 0.01 px); masks exactly
+        # equal up to Result.to_dict()'s rounding (scores to 6 decimals, boxes to 0.01 px) plus float32 noise (the live
+        # server and the replay may differ in batching and torch threads: ~1e-7 differences seen); masks exactly
         np.testing.assert_allclose([c["score"] for c in result["classification"]], [r.score for r in cls.results],
-                                   atol=5.1e-7, rtol=0)
+                                   atol=2e-6, rtol=0)
         assert [str(d["class_id"]) for d in result["detection"]] == [d.results[0].hypothesis.class_id
                                                                  for d in det.detections]
         live_boxes = [[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
                        d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
                       for d in det.detections]
         np.testing.assert_allclose(np.array([d["box_xyxy"] for d in result["detection"]]).reshape(-1, 4),
-                                   np.array(live_boxes).reshape(-1, 4), atol=5.1e-3, rtol=0)
+                                   np.array(live_boxes).reshape(-1, 4), atol=6e-3, rtol=0)
         np.testing.assert_allclose([d["score"] for d in result["detection"]],
-                                   [d.results[0].hypothesis.score for d in det.detections], atol=5.1e-7, rtol=0)
+                                   [d.results[0].hypothesis.score for d in det.detections], atol=2e-6, rtol=0)
         import cv2
 
         mask = cv2.imread(str(tmp_path / "replay" / "masks" / "robot" / f"{stamp[0]}.{stamp[1]:09d}.png"),
