@@ -296,6 +296,12 @@ def test_play_feeds_a_server_with_the_original_stamps(dds, tmp_path):
                     outputs=("detections", "classification", "segmentation"))
     executor.add_node(live)
     procs.node("server", "ladon_server", *_common(), "-r", "__ns:=/r")
+    # The server runs a head only for outputs with subscribers: let its output publishers (created on activation)
+    # match the recorder first, or the first played frames are (correctly) served to nobody.
+    outputs = [s for s in live.subscriptions if s.topic_name.rsplit("/", 1)[-1] in
+               ("classification", "detections", "segmentation")]
+    _wait(lambda: len(outputs) == 3 and all(s.get_publisher_count() >= 1 for s in outputs), 90, procs,
+          "the server's outputs to match the recorder")
     player = procs.start("play", [sys.executable, "-m", "ladon_ros.bag_play", str(bag.parent),
                                   "--wait-subscribers", "2"])  # the server and the in-process recorder
     assert player.wait(timeout=90) == 0, procs.log("play")
