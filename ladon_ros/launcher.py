@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ladon.assets import DEMO_MODEL_NAME, model_path, project_dir
 from ladon.tasks import TASKS
+from ladon_ros import EXIT_CONFIG_ERROR
 
 PIPELINES = ("robot", "edge", "split")
 
@@ -177,7 +178,8 @@ def run(commands: Sequence[NodeCommand], env: dict[str, str] | None = None, stop
     """Run the processes until Ctrl-C or SIGTERM (main thread), ``stop`` is set, a node fails for good, or
     ``stop_after`` seconds pass; then stop them all cleanly (SIGINT, then kill after 10 s).
 
-    A node that exits with an error is started again up to ``respawn`` times, after ``respawn_delay_s`` doubling per
+    A node that exits with an error (not a configuration error: exit status 1, one FATAL line) is started again
+    up to ``respawn`` times, after ``respawn_delay_s`` doubling per
     restart (at most 10 s), each restart logged; when it has none left the others are stopped. Children get SIGINT
     when the runner dies, even by SIGKILL (Linux), so no node is left orphaned. Returns the exit code of the node
     that failed for good, else 0."""
@@ -201,7 +203,7 @@ def run(commands: Sequence[NodeCommand], env: dict[str, str] | None = None, stop
             for name, p in procs.items():
                 if p.poll() is None or p.returncode == 0 or name in restart_at:
                     continue
-                if restarts[name] >= respawn:
+                if restarts[name] >= respawn or p.returncode == EXIT_CONFIG_ERROR:  # a bad config stays bad
                     print(f"[ladon-launch] {name} exited with code {p.returncode}"
                           + (f" after {respawn} restart(s)" if respawn else "") + "; stopping the others",
                           file=sys.stderr)

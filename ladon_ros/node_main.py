@@ -24,9 +24,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 
 from ladon.errors import LadonError
+from ladon_ros import EXIT_CONFIG_ERROR
 from ladon_ros.params import declare
-
-EXIT_CONFIG_ERROR = 1
 
 
 class LadonNode(Node):

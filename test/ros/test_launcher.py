@@ -215,6 +215,13 @@ def test_a_crashing_node_is_respawned_with_back_off_then_given_up(tmp_path, caps
     assert "restart 1/2 in 0.2 s" in err and "restart 2/2 in 0.4 s" in err and "after 2 restart(s)" in err
 
 
+def test_a_configuration_error_is_not_respawned(tmp_path, capsys):
+    count = tmp_path / "starts"
+    bad_config = [sys.executable, "-c", f"open({str(count)!r}, 'a').write('x'); import sys; sys.exit(1)"]
+    assert launcher.run([launcher.NodeCommand("bad", bad_config)], respawn=3, respawn_delay_s=0.1) == 1
+    assert count.read_text() == "x" and "restart" not in capsys.readouterr().err
+
+
 def test_a_respawned_node_that_recovers_keeps_the_launch_running(tmp_path):
     marker = tmp_path / "crashed_once"
     flaky = [sys.executable, "-c", f"import os, sys, time\nif not os.path.exists({str(marker)!r}):\n"
