@@ -204,8 +204,9 @@ def run(commands: Sequence[NodeCommand], env: dict[str, str] | None = None, stop
                 if p.poll() is None or p.returncode == 0 or name in restart_at:
                     continue
                 if restarts[name] >= respawn or p.returncode == EXIT_CONFIG_ERROR:  # a bad config stays bad
-                    print(f"[ladon-launch] {name} exited with code {p.returncode}"
-                          + (f" after {respawn} restart(s)" if respawn else "") + "; stopping the others",
+                    why = (" (a configuration error: not restarted)" if p.returncode == EXIT_CONFIG_ERROR and respawn
+                           else f" after {respawn} restart(s)" if respawn else "")
+                    print(f"[ladon-launch] {name} exited with code {p.returncode}{why}; stopping the others",
                           file=sys.stderr)
                     exit_code = p.returncode
                     break

@@ -219,13 +219,13 @@ def test_a_configuration_error_is_not_respawned(tmp_path, capsys):
     count = tmp_path / "starts"
     bad_config = [sys.executable, "-c", f"open({str(count)!r}, 'a').write('x'); import sys; sys.exit(1)"]
     assert launcher.run([launcher.NodeCommand("bad", bad_config)], respawn=3, respawn_delay_s=0.1) == 1
-    assert count.read_text() == "x" and "restart" not in capsys.readouterr().err
+    assert count.read_text() == "x" and "configuration error: not restarted" in capsys.readouterr().err
 
 
 def test_a_respawned_node_that_recovers_keeps_the_launch_running(tmp_path):
     marker = tmp_path / "crashed_once"
     flaky = [sys.executable, "-c", f"import os, sys, time\nif not os.path.exists({str(marker)!r}):\n"
-             f"    open({str(marker)!r}, 'w').close(); sys.exit(1)\ntime.sleep(30)"]
+             f"    open({str(marker)!r}, 'w').close(); sys.exit(3)\ntime.sleep(30)"]
     assert launcher.run([launcher.NodeCommand("flaky", flaky)], respawn=1, respawn_delay_s=0.1, stop_after=2.0) == 0
     assert marker.exists()
 
