@@ -12,7 +12,7 @@
   small summary and footer when there is room, writes ``metadata.yaml`` and raises
   :class:`~ladon.errors.BagWriteError`: the bag stays readable up to its last complete chunk.
 * :func:`decode_cdr` decodes a CDR message from the ``ros2msg`` schema stored in the file (``mcap-ros2-support``),
-  and :func:`packet_from_features` rebuilds the :class:`~ladon.Packet` of a decoded
+  and :func:`ladon.features_message.packet_from_features` rebuilds the :class:`~ladon.Packet` of a decoded
   ``ladon_msgs/msg/CompressedFeatures`` (CRC checked).
 """
 
@@ -28,9 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import BagError, BagWriteError, ChecksumError, CorruptBagError, PacketError, TruncatedBagError
-from .geometry import Geometry
-from .packet import AUTH_TAG_BYTES, MAX_KEY_ID_BYTES, MODEL_HASH_BYTES, Packet
+from .errors import BagError, BagWriteError, CorruptBagError, TruncatedBagError
 
 MAGIC = b"\x89MCAP0\r\n"
 FEATURES_TYPE = "ladon_msgs/msg/CompressedFeatures"
@@ -346,54 +344,6 @@ def decode_cdr(schema: Schema | None, channel: Channel, data: bytes, offset: int
     except Exception as exc:
         raise CorruptBagError(f"message on {channel.topic} in the record at byte {offset} is not valid CDR for "
                               f"{schema.name}: {type(exc).__name__}: {exc}", offset) from None
-
-
-AUTH_CODEC_BIT = 0x8000
-"""The ``CompressedFeatures`` convention for authenticated packets (defined with the message conversions in
-``ladon_ros.conversions``, mirrored here for ROS-free reading): ``codec_version`` has this bit set and ``data`` is
-``u8 key_id_len, key_id, 32-byte tag, payload``."""
-
-
-def packet_from_features(msg: Any) -> Packet:
-    """Rebuild and validate the packet of a ``CompressedFeatures`` message (rclpy message or decoded from a bag;
-    only its attributes are read), authenticated packets included. The CRC is checked. Same mapping as
-    ``ladon_ros.conversions.msg_to_packet`` (a test keeps them equal)."""
-    try:
-        model_hash = bytes(bytearray(msg.model_hash))
-        if len(model_hash) != MODEL_HASH_BYTES:
-            raise PacketError(f"model_hash has {len(model_hash)} bytes, expected {MODEL_HASH_BYTES}")
-        codec = int(msg.codec_version)
-        data = bytes(msg.data)
-        key_id = tag = None
-        if codec & AUTH_CODEC_BIT:
-            codec &= ~AUTH_CODEC_BIT
-            kid_len = data[0] if data else 0
-            if not 1 <= kid_len <= MAX_KEY_ID_BYTES or len(data) < 1 + kid_len + AUTH_TAG_BYTES:
-                raise PacketError(f"authenticated message: key id length {kid_len} and {len(data)} data bytes do "
-                                  f"not hold a 1..{MAX_KEY_ID_BYTES}-byte key id and a {AUTH_TAG_BYTES}-byte tag")
-            key_id = data[1:1 + kid_len].decode("ascii")
-            tag = data[1 + kid_len:1 + kid_len + AUTH_TAG_BYTES]
-            data = data[1 + kid_len + AUTH_TAG_BYTES:]
-        packet = Packet(
-            model_id=str(msg.model_id),
-            model_hash=model_hash,
-            beta=float(msg.beta),
-            latent_shape=tuple(int(v) for v in msg.latent_shape),
-            geometry=Geometry(tuple(int(v) for v in msg.original_size), tuple(int(v) for v in msg.resized_size),
-                              tuple(int(v) for v in msg.padded_size)),
-            data=data,
-            codec_version=codec,
-            key_id=key_id,
-            tag=tag,
-        )
-    except PacketError:
-        raise
-    except (TypeError, ValueError, AttributeError) as exc:  # includes a non-ASCII key id
-        raise PacketError(f"malformed CompressedFeatures message: {exc}") from None
-    if packet.crc32 != int(msg.crc32):
-        raise ChecksumError(f"CRC32 mismatch: message carries {int(msg.crc32):#010x}, contents give "
-                            f"{packet.crc32:#010x}")
-    return packet
 
 
 def robot_of(topic: str) -> str:

@@ -38,8 +38,9 @@ from ._cli_common import (
     set_threads,
     write_output,
 )
-from .bag import FEATURES_TYPE, McapScanner, bag_files, decode_cdr, packet_from_features, robot_of
+from .bag import FEATURES_TYPE, McapScanner, bag_files, decode_cdr, robot_of
 from .errors import LadonError, ModelMismatchError, NoFeaturesError, TruncatedBagError
+from .features_message import packet_from_features
 
 HELP = "run the heads on recorded features (rosbag2 MCAP bag), offline"
 DESCRIPTION = __doc__

@@ -33,9 +33,10 @@ from vision_msgs.msg import (
 )
 
 from ladon import Packet, Result
-from ladon.errors import ChecksumError, InvalidImageError, PacketError
-from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Geometry, to_rgb8
-from ladon.packet import AUTH_TAG_BYTES, MAX_KEY_ID_BYTES, MODEL_HASH_BYTES, PAYLOAD_BYTES_PER_SYMBOL_CAP
+from ladon.errors import InvalidImageError, PacketError
+from ladon.features_message import features_codec_and_data, packet_from_features
+from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, to_rgb8
+from ladon.packet import PAYLOAD_BYTES_PER_SYMBOL_CAP
 
 _LAYOUTS: dict[str, tuple[int, int]] = {
     # encoding: (channels, bytes per channel) as sensor_msgs/image_encodings defines them
@@ -67,13 +68,6 @@ assert {e.lower() for e in IMAGE_ENCODINGS} == set(_LAYOUTS)
 
 
 # --------------------------------------------------------------------------------------------- packets
-AUTH_CODEC_BIT = 0x8000
-"""``CompressedFeatures`` has no field for the HMAC trailer of an authenticated packet (``ladon.auth``). Such a
-message sets this bit in ``codec_version`` and its ``data`` is ``u8 key_id_len, key_id, 32-byte tag, payload``;
-``crc32`` is the authenticated packet's CRC. A server that does not know the convention rejects the message as an
-unsupported codec (fails closed)."""
-
-
 def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0) -> CompressedFeatures:
     """Wrap a packet in a ``CompressedFeatures`` message carrying the camera frame's header."""
     g = packet.geometry
@@ -82,16 +76,11 @@ def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0) -
     msg.model_id = packet.model_id
     msg.model_hash = np.frombuffer(packet.model_hash, dtype=np.uint8)
     msg.beta = float(packet.beta)
-    msg.codec_version = int(packet.codec_version) | (AUTH_CODEC_BIT if packet.authenticated else 0)
+    msg.codec_version, msg.data = features_codec_and_data(packet)
     msg.latent_shape = np.asarray(packet.latent_shape, dtype=np.uint16)
     msg.original_size = np.asarray(g.original_size, dtype=np.uint16)
     msg.resized_size = np.asarray(g.resized_size, dtype=np.uint16)
     msg.padded_size = np.asarray(g.padded_size, dtype=np.uint16)
-    if packet.authenticated:
-        kid = packet.key_id.encode("ascii")
-        msg.data = b"".join((bytes((len(kid),)), kid, packet.tag, packet.data))
-    else:
-        msg.data = packet.data
     msg.crc32 = packet.crc32
     msg.encode_time_ms = float(encode_time_ms)
     return msg
@@ -99,43 +88,8 @@ def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0) -
 
 def msg_to_packet(msg: CompressedFeatures, *, check_crc: bool = True) -> Packet:
     """Rebuild and validate the packet carried by a ``CompressedFeatures`` message (CRC checked unless
-    ``check_crc=False``, which only tools that forge messages on purpose use)."""
-    try:
-        model_hash = bytes(np.asarray(msg.model_hash, dtype=np.uint8))
-        if len(model_hash) != MODEL_HASH_BYTES:
-            raise PacketError(f"model_hash has {len(model_hash)} bytes, expected {MODEL_HASH_BYTES}")
-        codec = int(msg.codec_version)
-        data = bytes(msg.data)
-        key_id = tag = None
-        if codec & AUTH_CODEC_BIT:
-            codec &= ~AUTH_CODEC_BIT
-            kid_len = data[0] if data else 0
-            if not 1 <= kid_len <= MAX_KEY_ID_BYTES or len(data) < 1 + kid_len + AUTH_TAG_BYTES:
-                raise PacketError(f"authenticated message: key id length {kid_len} and {len(data)} data bytes do "
-                                  f"not hold a 1..{MAX_KEY_ID_BYTES}-byte key id and a {AUTH_TAG_BYTES}-byte tag")
-            key_id = data[1 : 1 + kid_len].decode("ascii")
-            tag = data[1 + kid_len : 1 + kid_len + AUTH_TAG_BYTES]
-            data = data[1 + kid_len + AUTH_TAG_BYTES :]
-        packet = Packet(
-            model_id=str(msg.model_id),
-            model_hash=model_hash,
-            beta=float(msg.beta),
-            latent_shape=tuple(int(v) for v in msg.latent_shape),
-            geometry=Geometry(tuple(int(v) for v in msg.original_size), tuple(int(v) for v in msg.resized_size),
-                              tuple(int(v) for v in msg.padded_size)),
-            data=data,
-            codec_version=codec,
-            key_id=key_id,
-            tag=tag,
-        )
-    except PacketError:
-        raise
-    except (TypeError, ValueError) as exc:  # includes UnicodeDecodeError of a non-ASCII key id
-        raise PacketError(f"malformed CompressedFeatures message: {exc}") from None
-    if check_crc and packet.crc32 != int(msg.crc32):
-        raise ChecksumError(f"CRC32 mismatch: message carries {int(msg.crc32):#010x}, contents give "
-                            f"{packet.crc32:#010x}")
-    return packet
+    ``check_crc=False``, which only tools that forge messages on purpose use); see :mod:`ladon.features_message`."""
+    return packet_from_features(msg, check_crc=check_crc)
 
 
 def deserialize_features(raw: bytes) -> CompressedFeatures:

@@ -8,7 +8,8 @@ from pathlib import Path
 from mcap_ros2._dynamic import serialize_dynamic
 
 from ladon import Packet
-from ladon.bag import AUTH_CODEC_BIT, FEATURES_TYPE, BagWriter, TopicInfo, message_definition
+from ladon.bag import FEATURES_TYPE, BagWriter, TopicInfo, message_definition
+from ladon.features_message import AUTH_CODEC_BIT
 
 REPO = Path(__file__).resolve().parents[2]
 # Header and Time come from whatever provides them (the ROS wheels' share/ here); their text is standard.

@@ -20,8 +20,9 @@ import yaml
 from mcap.reader import make_reader
 
 import ladon
-from ladon.bag import FEATURES_TYPE, BagWriter, McapScanner, bag_files, decode_cdr, packet_from_features
+from ladon.bag import FEATURES_TYPE, BagWriter, McapScanner, bag_files, decode_cdr
 from ladon.errors import BagError, BagWriteError, ChecksumError, CorruptBagError, TruncatedBagError
+from ladon.features_message import packet_from_features
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _bag_helpers import (

@@ -22,9 +22,10 @@ import ladon
 import ladon.geometry
 from ladon.auth import Signer, generate_key_file
 from ladon.errors import KeyFileError, MissingTagError, PacketError, TagMismatchError, UnknownKeyError
+from ladon.features_message import AUTH_CODEC_BIT
 from ladon_encoder_node.node import LadonEncoderNode
 from ladon_ros.auth import FeaturesAuthenticator, declare_signer, declare_verifier, robot_key_id
-from ladon_ros.conversions import AUTH_CODEC_BIT, array_to_image_msg, msg_to_packet, packet_to_msg
+from ladon_ros.conversions import array_to_image_msg, msg_to_packet, packet_to_msg
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _ids = itertools.count()

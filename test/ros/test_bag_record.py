@@ -337,14 +337,14 @@ def test_play_of_a_truncated_bag_publishes_what_was_read(dds, tmp_path):
 
 
 def test_bag_mapping_equals_the_message_conversions(tmp_path):
-    """ladon.bag.packet_from_features (ROS-free, for bags) maps CompressedFeatures exactly like msg_to_packet, for
-    plain and signed packets, on rclpy messages and on messages decoded from a bag's schema."""
+    """The one ROS-free mapping (ladon.features_message.packet_from_features), which msg_to_packet delegates to, reads
+    plain and signed packets alike from rclpy messages and from messages decoded from a bag's schema."""
     from ladon.auth import Signer
-    from ladon.bag import AUTH_CODEC_BIT, FEATURES_TYPE, Channel, Schema, message_definition, packet_from_features
+    from ladon.bag import FEATURES_TYPE, Channel, Schema, message_definition
+    from ladon.features_message import packet_from_features
     from ladon_ros import conversions
     from ladon_ros.bag_record import read_msg_file
 
-    assert AUTH_CODEC_BIT == conversions.AUTH_CODEC_BIT
     (packet,) = _packets(1)
     signed = Signer("robot1", bytes(range(32))).sign(packet)
     schema = Schema(1, FEATURES_TYPE, "ros2msg", message_definition(FEATURES_TYPE, read_msg_file).encode())

@@ -1,0 +1,69 @@
+"""The ``ladon_msgs/CompressedFeatures`` field mapping of a :class:`~ladon.packet.Packet`, without ROS.
+
+One place for it: ``ladon_ros.conversions`` (rclpy messages) and :mod:`ladon.bag` (messages decoded from a bag)
+both call it; only attributes are read, so any object with the message's fields works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ChecksumError, PacketError
+from .geometry import Geometry
+from .packet import AUTH_TAG_BYTES, MAX_KEY_ID_BYTES, MODEL_HASH_BYTES, Packet
+
+AUTH_CODEC_BIT = 0x8000
+"""``CompressedFeatures`` has no field for the HMAC trailer of an authenticated packet (:mod:`ladon.auth`). Such a
+message sets this bit in ``codec_version`` and its ``data`` is ``u8 key_id_len, key_id, 32-byte tag, payload``;
+``crc32`` is the authenticated packet's CRC. A server that does not know the convention rejects the message as an
+unsupported codec (fails closed)."""
+
+
+def features_codec_and_data(packet: Packet) -> tuple[int, bytes]:
+    """The message's ``codec_version`` and ``data`` for ``packet`` (the trailer convention when authenticated)."""
+    if not packet.authenticated:
+        return int(packet.codec_version), packet.data
+    kid = packet.key_id.encode("ascii")
+    return int(packet.codec_version) | AUTH_CODEC_BIT, b"".join((bytes((len(kid),)), kid, packet.tag, packet.data))
+
+
+def packet_from_features(msg: Any, *, check_crc: bool = True) -> Packet:
+    """Rebuild and validate the packet of a ``CompressedFeatures`` message (rclpy message or decoded from a bag),
+    authenticated packets included. The CRC is checked unless ``check_crc=False``, which only tools that forge
+    messages on purpose use."""
+    try:
+        model_hash = bytes(bytearray(msg.model_hash))
+        if len(model_hash) != MODEL_HASH_BYTES:
+            raise PacketError(f"model_hash has {len(model_hash)} bytes, expected {MODEL_HASH_BYTES}")
+        codec = int(msg.codec_version)
+        data = bytes(msg.data)
+        key_id = tag = None
+        if codec & AUTH_CODEC_BIT:
+            codec &= ~AUTH_CODEC_BIT
+            kid_len = data[0] if data else 0
+            if not 1 <= kid_len <= MAX_KEY_ID_BYTES or len(data) < 1 + kid_len + AUTH_TAG_BYTES:
+                raise PacketError(f"authenticated message: key id length {kid_len} and {len(data)} data bytes do "
+                                  f"not hold a 1..{MAX_KEY_ID_BYTES}-byte key id and a {AUTH_TAG_BYTES}-byte tag")
+            key_id = data[1:1 + kid_len].decode("ascii")
+            tag = data[1 + kid_len:1 + kid_len + AUTH_TAG_BYTES]
+            data = data[1 + kid_len + AUTH_TAG_BYTES:]
+        packet = Packet(
+            model_id=str(msg.model_id),
+            model_hash=model_hash,
+            beta=float(msg.beta),
+            latent_shape=tuple(int(v) for v in msg.latent_shape),
+            geometry=Geometry(tuple(int(v) for v in msg.original_size), tuple(int(v) for v in msg.resized_size),
+                              tuple(int(v) for v in msg.padded_size)),
+            data=data,
+            codec_version=codec,
+            key_id=key_id,
+            tag=tag,
+        )
+    except PacketError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:  # includes a non-ASCII key id
+        raise PacketError(f"malformed CompressedFeatures message: {exc}") from None
+    if check_crc and packet.crc32 != int(msg.crc32):
+        raise ChecksumError(f"CRC32 mismatch: message carries {int(msg.crc32):#010x}, contents give "
+                            f"{packet.crc32:#010x}")
+    return packet
