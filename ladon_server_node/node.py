@@ -192,7 +192,7 @@ class LadonServerNode(LadonLifecycleNode):
         self.max_sources = declare(self, "max_publishers_per_robot", 4, "Publishers of one robot's features topic "
                                    "that get their own queue and an equal share of the robot's turns (by GID); "
                                    "more share one queue", min_value=1, max_value=1024)
-        features_qos = declare_qos(self, "features_qos", reliability="reliable", depth=5, what="ladon/features")
+        features_qos = declare_qos(self, "features_qos", reliability="reliable", depth=50, what="ladon/features")
         output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the outputs")
         image_qos = declare_qos(self, "image_qos", reliability="reliable", depth=5,
                                 what="<robot>/image (overlay.background: image)")
