@@ -67,6 +67,9 @@ def declare_rate_control(node: Node) -> RateControlConfig:
                             "a switch (s)", min_value=0.0, max_value=3600.0),
         down_interval_s=declare(node, "rate_control.down_interval_s", d.down_interval_s, "At most one down-switch "
                                 "per this interval (s)", min_value=0.0, max_value=3600.0),
+        stall_fraction=declare(node, "rate_control.stall_fraction", d.stall_fraction, "Step down when a frame is "
+                               "unacknowledged for longer than this share of the budget", min_value=0.01,
+                               max_value=1.0),
     )
 
 
