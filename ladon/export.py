@@ -16,6 +16,9 @@ A bundle directory holds
 
 The model hash and id are also written into each ONNX file's metadata and into ``entropy.npz``, so files mixed
 from two bundles are refused even if someone rewrote the manifest.
+
+``ladon export-encoder SET.json -o DIR`` exports every member of a model set (rate adaptation) into
+``DIR/beta<value>/`` and writes ``DIR/set.json`` (:mod:`ladon.bundle_set`).
 """
 
 from __future__ import annotations
@@ -295,6 +298,27 @@ def export_encoder(encoder: LadonEncoder, out_dir: str | os.PathLike[str], *,
     return ExportResult(out, manifest)
 
 
+def export_encoder_set(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                       out_dir: str | os.PathLike[str], *, overwrite: bool = False,
+                       **kwargs: Any) -> list[ExportResult]:
+    """Write a robot bundle per member of a model set (a manifest or model files) into ``out_dir/beta<value>/`` and
+    the bundle-set manifest ``out_dir/set.json`` (:mod:`ladon.bundle_set`); ``kwargs`` go to
+    :func:`export_encoder`. The robot loads it with :func:`ladon_robot.encoder_set.load_robot_encoder_set`."""
+    from .bundle_set import BUNDLE_SET_MANIFEST, bundle_set_manifest, member_dir_name
+    from .model_set import load_encoder_set
+
+    encoders = load_encoder_set(spec)  # the set's checks (preprocessing, unique betas/hashes, SHA-256s)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BundleError(f"{out} exists and is not empty (pass overwrite=True / --force to replace it)")
+    results = [export_encoder(e, out / member_dir_name(e.beta), overwrite=overwrite, **kwargs)
+               for e in encoders.encoders]
+    manifest = bundle_set_manifest([(r.directory.name, r.manifest["beta"], r.manifest["model_hash"])
+                                    for r in results])
+    (out / BUNDLE_SET_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return results
+
+
 # ----------------------------------------------------------------------------------------------------- CLI
 def _parse_size(text: str) -> tuple[int, int]:
     try:
@@ -308,7 +332,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ladon export-encoder``."""
-    parser.add_argument("model", metavar="MODEL", help="Ladon model file (full or encoder-only)")
+    parser.add_argument("model", metavar="MODEL", help="Ladon model file (full or encoder-only), or a model set "
+                        "manifest (`ladon set`): then one bundle per beta and DIR/set.json, for rate adaptation on "
+                        "the robot without torch")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="bundle directory to write")
     parser.add_argument("--calibration-images", nargs="+", metavar="IMG",
                         help="images for int8 calibration (default: the bundled scenes and photos)")
@@ -331,10 +357,21 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`ladon export-encoder` needs the 'export' extra (pip install "
                          f"'ladon_bringup[export]'): {exc}") from exc
 
-    encoder = load_encoder(args.model)
-    result = export_encoder(encoder, args.output, calibration_images=args.calibration_images,
-                            fixed_size=args.fixed_size, calibration_method=args.calibration_method,
-                            overwrite=args.force)
+    from .model_set import is_set_manifest
+
+    options = dict(calibration_images=args.calibration_images, fixed_size=args.fixed_size,
+                   calibration_method=args.calibration_method, overwrite=args.force)
+    if is_set_manifest(args.model):
+        results = export_encoder_set(args.model, args.output, **options)
+        print(f"wrote robot bundle set {args.output} (set.json, {len(results)} bundles)")
+    else:
+        results = [export_encoder(load_encoder(args.model), args.output, **options)]
+    for result in results:
+        _print_bundle(result)
+    return 0
+
+
+def _print_bundle(result: ExportResult) -> None:
     m = result.manifest
     print(f"wrote robot bundle {result.directory}")
     print(f"  model id   {m['model_id']}  hash {m['model_hash']}  beta {m['beta']:g}")
@@ -346,4 +383,3 @@ def run(args: argparse.Namespace) -> int:
     check = m["check"]
     print(f"  symbols equal to torch on those images: fp32 {100 * check['fp32_symbols_equal_to_torch']:.3f} %, "
           f"int8 {100 * check['int8_symbols_equal_to_torch']:.3f} %")
-    return 0

@@ -32,7 +32,6 @@ from .packet import Packet
 from .tasks import TASKS, normalize_tasks
 
 if TYPE_CHECKING:  # the robot imports this module too: the server code is imported only where it is used
-    from .encoder import LadonEncoder
     from .model import LadonModel
     from .results import Result
 
@@ -184,14 +183,21 @@ def _check_same(what: str, values: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------------------------- robot side
 class EncoderSet:
-    """The robot's encoders of a set, most accurate (lowest beta) first. Holds no server weights."""
+    """The robot's encoders of a set, most accurate (lowest beta) first. Holds no server weights.
 
-    def __init__(self, encoders: Sequence[LadonEncoder]) -> None:
+    Members are :class:`ladon.LadonEncoder` (torch) or :class:`ladon_robot.RobotEncoder` (ONNX Runtime, no torch):
+    anything with ``model_id``, ``model_hash``, ``beta``, ``preprocess_config`` and a method returning one
+    :class:`~ladon.packet.Packet` per image (``encode_packets``, or ``encode`` where that returns packets).
+    """
+
+    def __init__(self, encoders: Sequence[Any]) -> None:
         if not encoders:
             raise ModelSetError("an encoder set needs at least one encoder")
         _check_same("preprocessing", {e.model_id: e.preprocess_config for e in encoders})
         _check_unique((e.model_id, e.beta, e.model_hash) for e in encoders)
-        self.encoders: tuple[LadonEncoder, ...] = tuple(sorted(encoders, key=lambda e: e.beta))
+        self.encoders: tuple[Any, ...] = tuple(sorted(encoders, key=lambda e: e.beta))
+        # RobotEncoder.encode returns packet bytes and its encode_packets Packets; LadonEncoder.encode returns Packets
+        self._packets = tuple(getattr(e, "encode_packets", e.encode) for e in self.encoders)
 
     @property
     def betas(self) -> tuple[float, ...]:
@@ -214,21 +220,27 @@ class EncoderSet:
 
     @property
     def random_weights(self) -> bool:
-        return any(e.random_weights for e in self.encoders)
+        return any(getattr(e, "random_weights", False) for e in self.encoders)
 
     def __len__(self) -> int:
         return len(self.encoders)
 
+    def encode_at(self, level: int, images: Sequence[Any]) -> list[Packet]:
+        """Encode at the ``level``-th beta (0 = most accurate): one packet per image."""
+        return self._packets[level](images)
+
     def encode(self, images: Sequence[Any]) -> list[Packet]:
         """Encode at the most accurate beta (fixed-beta use of a set; rate adaptation picks per frame)."""
-        return self.encoders[0].encode(images)
+        return self.encode_at(0, images)
 
     def to(self, device: Any) -> EncoderSet:
+        """Move torch members to ``device`` (ONNX Runtime members run where their session runs)."""
         for e in self.encoders:
-            e.to(device)
+            if hasattr(e, "to"):
+                e.to(device)
         return self
 
-    def __getitem__(self, index: int) -> LadonEncoder:
+    def __getitem__(self, index: int) -> Any:
         return self.encoders[index]
 
 

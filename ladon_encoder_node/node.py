@@ -46,6 +46,7 @@ from ladon_ros.node_main import (
 from ladon_ros.params import (
     QOS_OVERRIDES,
     check_model_identity,
+    check_set_identity,
     declare,
     declare_model_parameters,
     declare_qos,
@@ -82,7 +83,8 @@ class LadonEncoderNode(LadonLifecycleNode):
         runtime = declare(self, "runtime", "", "Encoder runtime: torch (parameter 'model') or onnxruntime "
                           "(parameter 'bundle', no torch needed); '' = onnxruntime if 'bundle' is set, else torch")
         self.bundle = declare(self, "bundle", "", "Robot bundle directory written by `ladon export-encoder` "
-                              "(runtime onnxruntime)")
+                              "(runtime onnxruntime); a folder with set.json (export of a model set) adapts beta "
+                              "to the link")
         self.runtime = runtime or ("onnxruntime" if self.bundle else "torch")
         if self.runtime == "torch" and self.bundle:
             raise LadonError("parameter 'bundle' is set but runtime is 'torch'; use runtime 'onnxruntime'")
@@ -129,12 +131,21 @@ class LadonEncoderNode(LadonLifecycleNode):
             self.encoder = load_model_part(self, self.model_params)
             self._encode = self.encoder.encode
             return self.model_params.device
+        from ladon.bundle_set import is_bundle_set
         from ladon_robot import RobotEncoder
 
-        self.encoder = RobotEncoder(self.bundle, self.bundle_precision, threads=self.ort_threads or None)
-        check_model_identity(self.encoder.model_id, self.encoder.beta, self.model_params.model_id,
-                             self.model_params.beta)
-        self._encode = self.encoder.encode_packets
+        if is_bundle_set(self.bundle):  # a set of bundles (ladon export-encoder SET.json): rate adaptation
+            from ladon_robot.encoder_set import load_robot_encoder_set
+
+            self.encoder = load_robot_encoder_set(self.bundle, self.bundle_precision,
+                                                  threads=self.ort_threads or None)
+            self._encode = self.encoder.encode
+            check_set_identity(self.encoder, self.model_params.model_id, self.model_params.beta)
+        else:
+            self.encoder = RobotEncoder(self.bundle, self.bundle_precision, threads=self.ort_threads or None)
+            self._encode = self.encoder.encode_packets
+            check_model_identity(self.encoder.model_id, self.encoder.beta, self.model_params.model_id,
+                                 self.model_params.beta)
         return f"cpu (onnxruntime {self.bundle_precision})"
 
     def _configure(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ladon.errors import BundleError, EntropyCodingError, ImageSizeMismatchError
-from ladon.geometry import Geometry, check_rgb8
+from ladon.geometry import Geometry, PreprocessConfig, check_rgb8
 from ladon.packet import Packet
 
 from .bundle import PRECISIONS, Bundle, load_bundle, open_session
@@ -51,6 +51,16 @@ class RobotEncoder:
     @property
     def beta(self) -> float:
         return self.bundle.beta
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        """The exported model's preprocessing (what a model set checks its members agree on)."""
+        return self.bundle.preprocess
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the exported model had untrained weights (the bundle manifest says so)."""
+        return bool(self.bundle.manifest.get("random_weights", False))
 
     def latent(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """Preprocess one HxWx3 uint8 RGB image and run the ONNX encoder: (1, C, h, w) float32 latent, geometry."""

@@ -126,9 +126,9 @@ class AdaptiveEncoding:
             self.controller.on_frame(now)
             if not self._calibrated:  # one frame at every beta: sizes for the first predictions
                 self._calibrated = True
-                for level, encoder in enumerate(self.encoders.encoders):
+                for level in range(len(self.encoders)):
                     t0 = time.perf_counter()
-                    (packet,) = encoder.encode([rgb])
+                    (packet,) = self.encoders.encode_at(level, [rgb])
                     self.controller.observe_size(level, packet.nbytes, time.perf_counter() - t0)
             decision = self.controller.choose(now)
         if decision.skip:
@@ -140,7 +140,7 @@ class AdaptiveEncoding:
         level: int | None = decision.level
         while level is not None:
             t0 = time.perf_counter()
-            (packet,) = self.encoders[level].encode([rgb])
+            (packet,) = self.encoders.encode_at(level, [rgb])
             encode_s = time.perf_counter() - t0
             with self._lock:
                 self.controller.observe_size(level, packet.nbytes, encode_s)

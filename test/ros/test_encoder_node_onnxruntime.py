@@ -43,6 +43,23 @@ def tiny(tmp_path_factory):
     return model, bundle
 
 
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """Two tiny models (beta 0.5 and 4) saved as files and exported as a bundle set (ladon.export)."""
+    from ladon.export import export_encoder_set
+
+    folder = tmp_path_factory.mktemp("tiny_set")
+    files = []
+    for seed, beta in ((0, 0.5), (1, 4.0)):
+        model = ladon.build_model("resnet18", num_bottleneck_channels=8, seed=seed, beta=beta,
+                                  model_id=f"tiny-set-{beta:g}", preprocess=ladon.PreprocessConfig(input_size=128))
+        model.save(folder / f"tiny_{beta:g}.pt")
+        files.append(folder / f"tiny_{beta:g}.pt")
+    export_encoder_set(files, folder / "bundles",
+                       calibration_images=sorted((REPO / "ladon" / "assets" / "shapes").glob("*.png"))[:2])
+    return folder / "bundles"
+
+
 def _node(ros_context, **params) -> LadonEncoderNode:
     overrides = {"diagnostics_period": 0.2, "input_qos.reliability": "reliable", **params}
     return LadonEncoderNode(context=ros_context, namespace="/robot_rt",
@@ -79,6 +96,55 @@ def test_bundle_runtime_publishes_packets_the_server_decodes(ros_context, tiny) 
         executor.shutdown()
         node.destroy_node()
         client.destroy_node()
+
+
+def test_a_bundle_set_adapts_beta_from_the_acknowledgements(ros_context, tiny_set) -> None:
+    """bundle:=<set folder>: an EncoderSet of RobotEncoders with the rate controller; it publishes at the most
+    accurate beta and learns from the server's acknowledgements over DDS."""
+    from sensor_msgs.msg import TimeReference
+
+    from ladon.model_set import EncoderSet
+    from ladon_ros import topics
+    from ladon_ros.rate_adaptation import ACK_QOS
+
+    node = _node(ros_context, bundle=str(tiny_set), beta=4.0)  # beta names a member: accepted
+    client = Node("robot_set_client", namespace="/robot_rt", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(client)
+    try:
+        assert isinstance(node.encoder, EncoderSet) and node.encoder.betas == (0.5, 4.0)
+        assert all(isinstance(e, RobotEncoder) for e in node.encoder.encoders) and node.adaptive is not None
+        received: list[CompressedFeatures] = []
+        client.create_subscription(CompressedFeatures, "ladon/features", received.append, RELIABLE)
+        acks = client.create_publisher(TimeReference, topics.FEATURES_ACK, ACK_QOS)
+        pub = client.create_publisher(Image, "image", RELIABLE)
+        rgb = np.random.default_rng(2).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        deadline = time.monotonic() + 15
+        while pub.get_subscription_count() == 0 or acks.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, "encoder never subscribed"
+            executor.spin_once(timeout_sec=0.02)
+        pub.publish(array_to_image_msg(rgb, "rgb8", Header(frame_id="cam")))
+        while not received:
+            assert time.monotonic() < deadline, "no features published"
+            executor.spin_once(timeout_sec=0.02)
+        packet = msg_to_packet(received[0])
+        assert packet.beta == 0.5 and packet.model_hash == node.encoder.encoders[0].model_hash
+        acks.publish(TimeReference(header=received[0].header, source=packet.model_hash.hex()))
+        while node.adaptive.controller.acks == 0:
+            assert time.monotonic() < deadline, "the acknowledgement never reached the controller"
+            executor.spin_once(timeout_sec=0.02)
+        values = {kv.key: kv.value for kv in node.adaptive.diagnostic_values()}
+        assert values["rate_control.betas"] == "[0.5, 4.0]" and values["rate_control.acks"] == "1"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def test_a_bundle_set_refuses_a_beta_it_does_not_hold(ros_context, tiny_set) -> None:
+    with pytest.raises(LadonError, match="betas"):
+        _node(ros_context, bundle=str(tiny_set), beta=2.0)
 
 
 @pytest.mark.parametrize("params,match", [
