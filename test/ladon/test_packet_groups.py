@@ -169,7 +169,15 @@ def test_plan_groups_splits_until_each_fits_and_is_deterministic():
 # -------------------------------------------------------------------------------------------------- real codecs
 @pytest.fixture(scope="module")
 def model(tiny_model):
-    return tiny_model(input_size=160)
+    """The tiny model with distinct non-zero medians per channel (random weights have all medians 0, which would
+    make a median fill indistinguishable from zeros)."""
+    model = tiny_model(input_size=160)
+    eb = model.encoder.entropy_bottleneck
+    with torch.no_grad():
+        eb.quantiles += (0.3 * torch.arange(1, eb.channels + 1)).reshape(-1, 1, 1)
+    model.encoder.update()
+    model.server.accepted_model_hash = model.encoder.model_hash
+    return model
 
 
 @pytest.fixture(scope="module")
