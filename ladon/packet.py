@@ -429,23 +429,25 @@ PACKETIZATIONS = ("auto", "single", "groups")
 packet when it fits ``max_packet_bytes``, else groups."""
 
 
-def packetize(packet: Packet, code_channels, *, packetization: str = "auto", max_packet_bytes: int = 0,
-              num_groups: int | None = None, frame_id: int = 0, extra_bytes: int = 0) -> list[Packet]:
+def packetize(packet: Packet, code_channels: Callable[[int, int], bytes], *, packetization: str = "auto",
+              max_packet_bytes: int = 0, max_group_bytes: int | None = None, num_groups: int | None = None,
+              frame_id: int = 0, extra_bytes: int = 0) -> list[Packet]:
     """One frame's packets from its version-1 ``packet`` and ``code_channels(c0, c1) -> bytes`` (rANS of a channel
     group; shared by the torch encoder and ``ladon_robot``).
 
-    ``max_packet_bytes`` (0 = no limit) bounds each packet's :attr:`Packet.nbytes` plus ``extra_bytes`` (e.g. an
-    HMAC trailer added later). ``single`` returns ``[packet]`` even when it is too large (the caller drops it);
-    ``auto`` returns ``[packet]`` when it fits, else groups; ``groups`` always returns groups (``num_groups`` even
-    groups to start with, halved until each fits).
+    ``max_packet_bytes`` (0 = no limit) bounds the single packet's :attr:`Packet.nbytes` plus ``extra_bytes``
+    (e.g. an HMAC trailer added later), ``max_group_bytes`` (default ``max_packet_bytes``) each group packet's.
+    ``single`` returns ``[packet]`` even when it is too large (the caller drops it); ``auto`` returns ``[packet]``
+    when it fits, else groups; ``groups`` always returns groups (``num_groups`` even groups to start with, default
+    2, halved until each fits).
     """
     if packetization not in PACKETIZATIONS:
         raise UsageError(f"packetization must be one of {PACKETIZATIONS}, got {packetization!r}")
     fits_single = not max_packet_bytes or packet.nbytes + extra_bytes <= max_packet_bytes
     if packetization == "single" or (packetization == "auto" and fits_single):
         return [packet]
+    limit = max_packet_bytes if max_group_bytes is None else max_group_bytes
     head = packet.nbytes - len(packet.data) + GROUP_BLOCK_BYTES + extra_bytes  # a group packet without payload
     groups = plan_groups(packet.latent_shape[0], code_channels,
-                         lambda _n, data: not max_packet_bytes or head + len(data) <= max_packet_bytes,
-                         num_groups=num_groups)
+                         lambda _n, data: not limit or head + len(data) <= limit, num_groups=num_groups)
     return group_packets(packet, groups, frame_id)

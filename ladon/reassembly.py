@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import (
     DuplicateGroupError,
@@ -53,6 +54,8 @@ class AssembledFrame:
     group_count: int
     received_at: float = 0.0
     """Clock time of the first group."""
+    meta: Any = field(default=None, compare=False)
+    """What the caller passed with the frame's first group (e.g. the ROS message header)."""
 
     @property
     def first(self) -> Packet:
@@ -134,6 +137,7 @@ class AssembledFrame:
 @dataclass
 class _Pending:
     first_at: float
+    meta: Any = None
     packets: dict[int, Packet] = field(default_factory=dict)
     nbytes: int = 0
 
@@ -183,8 +187,9 @@ class Reassembler:
             self._finished.popitem(last=False)
 
     # ------------------------------------------------------------------------------------------------ input
-    def add(self, packet: Packet, source: Hashable = None) -> AssembledFrame | None:
+    def add(self, packet: Packet, source: Hashable = None, meta: Any = None) -> AssembledFrame | None:
         """Add one group packet (already parsed and checked); return its frame when this group completes it.
+        ``meta`` of a frame's first group travels with the frame (:attr:`AssembledFrame.meta`).
 
         Raises a :class:`~ladon.errors.GroupError` subclass for a group that cannot be used (counted), or
         :class:`~ladon.errors.PacketLimitError` for a packet larger than ``max_bytes``.
@@ -217,7 +222,7 @@ class Reassembler:
                     f"{packet.model_hash.hex()[:12]}")
         pending = frames.get(key)
         if pending is None:
-            pending = _Pending(first_at=self.clock())
+            pending = _Pending(first_at=self.clock(), meta=meta)
         else:
             self._check_consistent(pending, packet)
         if g.index in pending.packets:
@@ -278,7 +283,7 @@ class Reassembler:
     @staticmethod
     def _assemble(pending: _Pending, count: int) -> AssembledFrame:
         groups = tuple(sorted(pending.packets.values(), key=lambda p: p.group.channel_start))
-        return AssembledFrame(groups, count, pending.first_at)
+        return AssembledFrame(groups, count, pending.first_at, pending.meta)
 
     # ------------------------------------------------------------------------------------------------ time
     def expire(self) -> list[AssembledFrame]:

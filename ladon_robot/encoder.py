@@ -88,7 +88,8 @@ class RobotEncoder:
         return packets
 
     def encode_frame(self, image: np.ndarray, *, packetization: str = "auto", max_packet_bytes: int = 0,
-                     num_groups: int | None = None, frame_id: int = 0, extra_bytes: int = 0) -> list[Packet]:
+                     max_group_bytes: int | None = None, num_groups: int | None = None, frame_id: int = 0,
+                     extra_bytes: int = 0) -> list[Packet]:
         """Encode one image into one version-1 packet or version-2 channel groups (:func:`ladon.packet.packetize`);
         a group costs one more C rANS pass over its channels."""
         t = self.bundle.tables
@@ -100,7 +101,8 @@ class RobotEncoder:
                         geometry=geometry, data=data)
         return packetize(packet, lambda c0, c1: encode_channel_group(symbols, c0, c1, t.quantized_cdf, t.cdf_length,
                                                                      t.offset),
-                         packetization=packetization, max_packet_bytes=max_packet_bytes, num_groups=num_groups,
+                         packetization=packetization, max_packet_bytes=max_packet_bytes,
+                         max_group_bytes=max_group_bytes, num_groups=num_groups,
                          frame_id=frame_id, extra_bytes=extra_bytes)
 
     def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> list[bytes]:
