@@ -11,6 +11,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ladon.auth import Signer, Verifier
 from ladon.bottleneck import assemble_latent, compress_channels, decompress_channels, decompress_latent
@@ -88,6 +90,11 @@ def test_impossible_group_blocks_are_typed_errors(group, error):
         Packet.from_bytes(forge_v2(group=group))
     with pytest.raises(error):
         make_group_packet(group=FrameGroup(*group))
+
+
+def test_a_million_groups_is_refused_before_anything_is_packed():
+    with pytest.raises(PacketLimitError):
+        make_group_packet(latent_shape=(1024, 4, 4), group=FrameGroup(0, 0, 10**6, 0, 1))
 
 
 def test_group_count_is_capped_by_max_groups():
@@ -249,3 +256,21 @@ def test_lost_group_is_filled_with_the_medians(model, image):
     recoded[0, lost] = medians.expand_as(recoded[0, lost])
     (data,) = eb.compress(recoded)
     assert torch.equal(decompress_latent(eb, data, ref.latent_shape), latent)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6))
+def test_mutated_group_packets_with_a_valid_crc_parse_or_raise_packet_errors(mutations):
+    raw = bytearray(make_group_packet().to_bytes()[:-4])
+    for position, value in mutations:
+        raw[position % len(raw)] = value
+    raw += U32.pack(zlib.crc32(raw))
+    try:
+        packet = Packet.from_bytes(bytes(raw))
+    except PacketError:
+        return
+    assert packet.to_bytes() == bytes(raw)
+    if packet.group is not None:
+        g = packet.group
+        assert 1 <= g.count <= min(MAX_GROUPS, packet.latent_shape[0]) and 0 <= g.index < g.count
+        assert 0 <= g.channel_start < g.channel_stop <= packet.latent_shape[0]
