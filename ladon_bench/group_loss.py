@@ -173,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.groups < 1 or args.draws < 1:
         print("error: --groups and --draws must be >= 1", file=sys.stderr)
         return 1
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     lost_counts = sorted({round(k * args.groups / 8) for k in LOST})
     specs = data_specs(data)
     started = time.perf_counter()
