@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .errors import LadonError
 from .packet import Packet
+from .reassembly import AssembledFrame
 from .results import Result
 
 BACKENDS = ("local", "ray")
@@ -128,7 +129,8 @@ class RayServeBackend:
 
     def infer_each(self, packets: Sequence[Packet | bytes], tasks: Sequence[str], top_k: int
                    ) -> list[Result | LadonError]:
-        data = [p.to_bytes() if isinstance(p, Packet) else bytes(p) for p in packets]
+        data = [p.to_bytes() if isinstance(p, Packet) else p if isinstance(p, AssembledFrame) else bytes(p)
+                for p in packets]  # a reassembled frame travels pickled
         try:
             return self.handle.infer_each.remote(data, list(tasks), top_k).result(
                 timeout_s=self.settings.request_timeout_s)

@@ -10,7 +10,7 @@ GDN is compressai's simplified ``GDN1`` (L1 norm, no square root), as in the aut
 from __future__ import annotations
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
+from compressai.entropy_models import EntropyBottleneck, EntropyModel
 from compressai.layers import GDN1
 from compressai.models.utils import update_registered_buffers
 from torch import nn
@@ -101,4 +101,55 @@ def decompress_latent(entropy_bottleneck: EntropyBottleneck, data: bytes,
     medians = entropy_bottleneck.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
     if not torch.isfinite(latent).all() or (latent - medians).abs().max() > 2.0**24:
         raise CorruptPayloadError("bitstream decoded to out-of-range symbols (corrupt or forged payload)")
+    return latent
+
+
+def _channel_indexes(c0: int, c1: int, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    h, w = size
+    return torch.arange(c0, c1, dtype=torch.int32, device=device).view(1, -1, 1, 1).repeat(1, 1, h, w)
+
+
+def channel_medians(entropy_bottleneck: EntropyBottleneck, c0: int, c1: int) -> torch.Tensor:
+    """(1, c1-c0, 1, 1) medians of channels ``[c0, c1)``: what symbol 0 decodes to (a lost group's fill value)."""
+    return entropy_bottleneck.quantiles[c0:c1, 0, 1].detach().reshape(1, -1, 1, 1)
+
+
+def compress_channels(entropy_bottleneck: EntropyBottleneck, latent: torch.Tensor, c0: int, c1: int) -> bytes:
+    """rANS-code channels ``[c0, c1)`` of a (1, C, H, W) latent as one stream, channel ``c`` with CDF row ``c``
+    (``EntropyBottleneck.compress`` restricted to a channel group; ``[0, C)`` gives exactly its bytes)."""
+    part = latent[:, c0:c1]
+    indexes = _channel_indexes(c0, c1, tuple(part.shape[2:]), part.device)
+    medians = channel_medians(entropy_bottleneck, c0, c1).expand(1, -1, 1, 1)
+    (data,) = EntropyModel.compress(entropy_bottleneck, part, indexes, medians)
+    return data
+
+
+def decompress_channels(entropy_bottleneck: EntropyBottleneck, data: bytes, c0: int, c1: int,
+                        size: tuple[int, int]) -> torch.Tensor:
+    """Decode one channel group's stream into its (1, c1-c0, H, W) latent, with the safety of
+    :func:`decompress_latent` (zero padding, range check)."""
+    h, w = size
+    padded = data + bytes(decode_padding(len(data), (c1 - c0) * h * w))
+    device = entropy_bottleneck.quantiles.device
+    indexes = _channel_indexes(c0, c1, size, device)
+    medians = channel_medians(entropy_bottleneck, c0, c1)
+    latent = EntropyModel.decompress(entropy_bottleneck, [padded], indexes, medians.dtype, medians)
+    if not torch.isfinite(latent).all() or (latent - medians).abs().max() > 2.0**24:
+        raise CorruptPayloadError("bitstream decoded to out-of-range symbols (corrupt or forged payload)")
+    return latent
+
+
+def assemble_latent(entropy_bottleneck: EntropyBottleneck, groups, latent_shape: tuple[int, int, int]) -> torch.Tensor:
+    """(1, C, H, W) latent of a frame sent as channel groups: ``groups`` is ``[(c0, c1, data or None), ...]``
+    covering ``[0, C)``; a ``None`` group (lost) is filled with its channels' medians (symbol 0)."""
+    c, h, w = latent_shape
+    parts = []
+    for c0, c1, data in sorted(groups, key=lambda g: g[0]):
+        if data is None:
+            parts.append(channel_medians(entropy_bottleneck, c0, c1).expand(1, c1 - c0, h, w))
+        else:
+            parts.append(decompress_channels(entropy_bottleneck, data, c0, c1, (h, w)))
+    latent = torch.cat(parts, dim=1)
+    if tuple(latent.shape[1:]) != (c, h, w):
+        raise CorruptPayloadError(f"channel groups assemble to {tuple(latent.shape[1:])}, expected {latent_shape}")
     return latent

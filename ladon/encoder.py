@@ -10,8 +10,8 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from .bottleneck import build_analysis
-from .packet import MODEL_HASH_BYTES, Packet
+from .bottleneck import build_analysis, compress_channels
+from .packet import MODEL_HASH_BYTES, Packet, packetize
 from .preprocess import PreprocessConfig, preprocess
 
 
@@ -84,3 +84,20 @@ class LadonEncoder(nn.Module):
             packets.append(Packet(model_id=self.model_id, model_hash=self.model_hash, beta=self.beta,
                                   latent_shape=tuple(latent.shape[1:]), geometry=geometry, data=data))
         return packets
+
+    @torch.inference_mode()
+    def encode_frame(self, image: np.ndarray, *, packetization: str = "auto", max_packet_bytes: int = 0,
+                     max_group_bytes: int | None = None, num_groups: int | None = None, frame_id: int = 0,
+                     extra_bytes: int = 0) -> list[Packet]:
+        """Encode one image into one version-1 packet or version-2 channel groups (see :func:`packetize`)."""
+        device = next(self.parameters()).device
+        x, geometry = preprocess(image, self.preprocess_config)
+        latent = self.analysis(x.to(device))
+        (data,) = self.entropy_bottleneck.compress(latent)
+        packet = Packet(model_id=self.model_id, model_hash=self.model_hash, beta=self.beta,
+                        latent_shape=tuple(latent.shape[1:]), geometry=geometry, data=data)
+        return packetize(packet, lambda c0, c1: compress_channels(self.entropy_bottleneck, latent, c0, c1),
+                         packetization=packetization, max_packet_bytes=max_packet_bytes,
+                         max_group_bytes=max_group_bytes, num_groups=num_groups,
+                         frame_id=frame_id, extra_bytes=extra_bytes)
+

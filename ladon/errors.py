@@ -57,6 +57,22 @@ class CorruptPayloadError(PacketError):
     """The entropy-coded payload decoded to values that no encoder of this model can produce."""
 
 
+class GroupError(PacketError):
+    """A channel-group packet (format version 2) cannot be used to rebuild its frame (:mod:`ladon.reassembly`)."""
+
+
+class DuplicateGroupError(GroupError):
+    """The same group of a frame arrived twice."""
+
+
+class LateGroupError(GroupError):
+    """A group arrived after its frame was completed, expired or evicted."""
+
+
+class InconsistentGroupError(GroupError, InconsistentPacketError):
+    """Groups of one frame contradict each other (count, shape, geometry, model, overlapping or missing channels)."""
+
+
 # --- authentication ------------------------------------------------------------------------------------------
 class AuthenticationError(LadonError):
     """A packet failed application-level authentication (HMAC-SHA256, see :mod:`ladon.auth`)."""

@@ -6,25 +6,43 @@ both call it; only attributes are read, so any object with the message's fields 
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from .errors import ChecksumError, PacketError
 from .geometry import Geometry
-from .packet import AUTH_TAG_BYTES, MAX_KEY_ID_BYTES, MODEL_HASH_BYTES, Packet
+from .packet import AUTH_TAG_BYTES, GROUP_BLOCK_BYTES, MAX_KEY_ID_BYTES, MODEL_HASH_BYTES, FrameGroup, Packet
 
 AUTH_CODEC_BIT = 0x8000
 """``CompressedFeatures`` has no field for the HMAC trailer of an authenticated packet (:mod:`ladon.auth`). Such a
 message sets this bit in ``codec_version`` and its ``data`` is ``u8 key_id_len, key_id, 32-byte tag, payload``;
 ``crc32`` is the authenticated packet's CRC. A server that does not know the convention rejects the message as an
 unsupported codec (fails closed)."""
+GROUP_CODEC_BIT = 0x4000
+"""A channel-group packet (packet format version 2) sets this bit in ``codec_version``; its ``data`` starts with the
+12-byte group block (``u32 frame_id, u16 group_index, u16 group_count, u16 channel_start, u16 channel_stop``,
+little-endian), followed by the authentication prefix above if ``AUTH_CODEC_BIT`` is set too, then the payload.
+``crc32`` is the version-2 packet's CRC. Whole-frame (version 1) messages are unchanged. A server that does not know
+the convention rejects group messages as an unsupported codec (fails closed)."""
+_GROUP = struct.Struct("<IHHHH")
+assert _GROUP.size == GROUP_BLOCK_BYTES
 
 
 def features_codec_and_data(packet: Packet) -> tuple[int, bytes]:
-    """The message's ``codec_version`` and ``data`` for ``packet`` (the trailer convention when authenticated)."""
-    if not packet.authenticated:
-        return int(packet.codec_version), packet.data
-    kid = packet.key_id.encode("ascii")
-    return int(packet.codec_version) | AUTH_CODEC_BIT, b"".join((bytes((len(kid),)), kid, packet.tag, packet.data))
+    """The message's ``codec_version`` and ``data`` for ``packet`` (the trailer convention when authenticated, the
+    group block for a channel group)."""
+    codec, parts = int(packet.codec_version), []
+    if packet.group is not None:
+        g = packet.group
+        codec |= GROUP_CODEC_BIT
+        parts.append(_GROUP.pack(g.frame_id, g.index, g.count, g.channel_start, g.channel_stop))
+    if packet.authenticated:
+        kid = packet.key_id.encode("ascii")
+        codec |= AUTH_CODEC_BIT
+        parts += [bytes((len(kid),)), kid, packet.tag]
+    if not parts:
+        return codec, packet.data
+    return codec, b"".join((*parts, packet.data))
 
 
 def packet_from_features(msg: Any, *, check_crc: bool = True) -> Packet:
@@ -37,7 +55,14 @@ def packet_from_features(msg: Any, *, check_crc: bool = True) -> Packet:
             raise PacketError(f"model_hash has {len(model_hash)} bytes, expected {MODEL_HASH_BYTES}")
         codec = int(msg.codec_version)
         data = bytes(msg.data)
-        key_id = tag = None
+        key_id = tag = group = None
+        if codec & GROUP_CODEC_BIT:
+            codec &= ~GROUP_CODEC_BIT
+            if len(data) < _GROUP.size:
+                raise PacketError(f"group message: {len(data)} data bytes do not hold the {_GROUP.size}-byte group "
+                                  "block")
+            group = FrameGroup(*_GROUP.unpack_from(data))
+            data = data[_GROUP.size:]
         if codec & AUTH_CODEC_BIT:
             codec &= ~AUTH_CODEC_BIT
             kid_len = data[0] if data else 0
@@ -58,6 +83,7 @@ def packet_from_features(msg: Any, *, check_crc: bool = True) -> Packet:
             codec_version=codec,
             key_id=key_id,
             tag=tag,
+            group=group,
         )
     except PacketError:
         raise

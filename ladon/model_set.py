@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import CheckpointError, LadonError, ModelMismatchError
 from .packet import Packet
+from .reassembly import AssembledFrame
 from .tasks import TASKS, normalize_tasks
 
 if TYPE_CHECKING:  # the robot imports this module too: the server code is imported only where it is used
@@ -373,13 +374,13 @@ class ModelSet:
         """Like :meth:`ladon.server.LadonServer.infer_each`: each packet is served by its own model (batches per
         model); a packet that cannot be served gets its typed error in its own slot."""
         tasks = normalize_tasks(tasks)
-        if isinstance(packets, (Packet, bytes, bytearray)):
+        if isinstance(packets, (Packet, AssembledFrame, bytes, bytearray)):
             packets = [packets]
         out: list[Result | LadonError | None] = [None] * len(packets)
         groups: dict[bytes, list[tuple[int, Packet]]] = {}
         for index, item in enumerate(packets):
             try:
-                packet = item if isinstance(item, Packet) else Packet.from_bytes(item)
+                packet = item if isinstance(item, (Packet, AssembledFrame)) else Packet.from_bytes(item)
                 model = self.model_for(packet)
             except LadonError as exc:
                 out[index] = exc

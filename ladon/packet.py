@@ -27,6 +27,25 @@ Authenticated packets (flags bit 0 set) carry an HMAC trailer between the payloa
 Unauthenticated packets (flags 0) are byte-for-byte the same as before the extension. This module only lays out
 the trailer; computing and checking tags is :mod:`ladon.auth`'s job (``signing_input`` gives the bytes to MAC).
 
+Version 2: one *channel group* of a frame (payloads of any size). A frame whose single packet would be too large
+for the link is sent as ``group_count`` packets, each coding the channels ``[channel_start, channel_stop)`` of the
+frame's latent as its own rANS stream (the same CDFs: channel ``c`` uses CDF row ``c``). Version 2 is version 1
+with a 12-byte group block after the model id; ``latent_shape`` is the whole frame's, and the payload cap follows
+the group's own symbol count::
+
+    47+n    4     frame_id         u32, the sender's frame sequence number (wraps)
+    51+n    2     group_index      u16, 0 .. group_count-1
+    53+n    2     group_count      u16, 1 .. min(channels, MAX_GROUPS)
+    55+n    2     channel_start    u16, first channel of this group
+    57+n    2     channel_stop     u16, one past the last (channel_start < channel_stop <= channels)
+    59+n    4     payload_len      u32
+    63+n    L     payload          rANS bitstream of latent[channel_start:channel_stop] (channel-major)
+    ...                            HMAC trailer (flags bit 0) and CRC-32 exactly as in version 1; the tag covers the
+                                   group block too, so every group packet is signed on its own
+
+Version 1 stays the default (and bit-identical) whenever a frame fits one packet; :func:`plan_groups` splits the
+channels, and :mod:`ladon.reassembly` puts frames back together on the server.
+
 Nothing is allocated from a header field: lengths are checked against the bytes actually present and against caps
 before anything is sliced, and the payload size is capped relative to the number of latent symbols.
 """
@@ -36,6 +55,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .errors import (
@@ -46,11 +66,18 @@ from .errors import (
     PacketLimitError,
     TruncatedPacketError,
     UnsupportedVersionError,
+    UsageError,
 )
 from .geometry import MAX_IMAGE_SIDE, Geometry
 
 MAGIC = b"LDNP"
 FORMAT_VERSION = 1
+GROUP_FORMAT_VERSION = 2
+"""Format version of a channel-group packet (a :class:`FrameGroup` is set)."""
+SUPPORTED_FORMAT_VERSIONS = frozenset({FORMAT_VERSION, GROUP_FORMAT_VERSION})
+MAX_GROUPS = 256
+"""Most channel groups one frame may be split into (also capped by the latent's channel count)."""
+MAX_FRAME_ID = 0xFFFFFFFF
 CODEC_VERSION = 1
 """Codec 1: compressai ``EntropyBottleneck`` (factorized prior), rANS with 16-bit CDFs and 4-bit bypass coding,
 symbols = round(latent - median) in channel-major (C, H, W) order, one bitstream per frame."""
@@ -74,8 +101,44 @@ KEY_ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 _HEAD = struct.Struct("<4sBBH16sf3H6HB")
 _U32 = struct.Struct("<I")
+_GROUP = struct.Struct("<IHHHH")
 OVERHEAD_BYTES = _HEAD.size + 2 * _U32.size
-"""Bytes a packet adds to its payload, not counting the model id."""
+"""Bytes a packet adds to its payload, not counting the model id (version 1; version 2 adds GROUP_BLOCK_BYTES)."""
+GROUP_BLOCK_BYTES = _GROUP.size
+
+
+@dataclass(frozen=True)
+class FrameGroup:
+    """Where a version-2 packet belongs: frame ``frame_id``, group ``index`` of ``count``, channels
+    ``[channel_start, channel_stop)``."""
+
+    frame_id: int
+    index: int
+    count: int
+    channel_start: int
+    channel_stop: int
+
+    def validate(self, channels: int) -> None:
+        """Raise a :class:`~ladon.errors.PacketError` subclass unless this group is possible for ``channels``."""
+        for name in ("frame_id", "index", "count", "channel_start", "channel_stop"):
+            if not isinstance(getattr(self, name), int):
+                raise InconsistentPacketError(f"group {name} must be an int")
+        if not 0 <= self.frame_id <= MAX_FRAME_ID:
+            raise PacketLimitError(f"frame id {self.frame_id} outside 0..{MAX_FRAME_ID}")
+        cap = min(MAX_GROUPS, channels)
+        if not 1 <= self.count <= cap:
+            raise PacketLimitError(f"group count {self.count} outside 1..{cap} (channels {channels}, MAX_GROUPS "
+                                   f"{MAX_GROUPS})")
+        if not 0 <= self.index < self.count:
+            raise InconsistentPacketError(f"group index {self.index} outside 0..{self.count - 1}")
+        if not 0 <= self.channel_start < self.channel_stop <= channels:
+            raise InconsistentPacketError(f"group channel range [{self.channel_start}, {self.channel_stop}) is not "
+                                          f"a non-empty range within 0..{channels}")
+
+    @property
+    def channels(self) -> int:
+        """Number of latent channels this group codes."""
+        return self.channel_stop - self.channel_start
 
 
 def check_key_id(key_id: str) -> bytes:
@@ -92,7 +155,7 @@ def check_key_id(key_id: str) -> bytes:
 
 
 def max_payload_bytes(latent_shape: tuple[int, int, int]) -> int:
-    """Largest payload accepted for a latent of this shape."""
+    """Largest payload accepted for a latent of this shape (for a group: its channels x H x W)."""
     c, h, w = latent_shape
     return min(MAX_PAYLOAD_BYTES, PAYLOAD_BYTES_PER_SYMBOL_CAP * c * h * w + 1024)
 
@@ -112,6 +175,8 @@ class Packet:
     """Authenticated packets only: the id of the key whose HMAC-SHA256 is in ``tag``."""
     tag: bytes | None = field(default=None, repr=False)
     """Authenticated packets only: HMAC-SHA256 over :meth:`signing_input` (32 bytes)."""
+    group: FrameGroup | None = None
+    """Version-2 packets only: which channel group of which frame ``data`` codes (``None``: the whole latent)."""
 
     def __post_init__(self) -> None:
         # Normalise to what the wire carries so that a round trip compares equal.
@@ -150,9 +215,13 @@ class Packet:
             )
         if c * h * w > MAX_LATENT_SYMBOLS:
             raise PacketLimitError(f"latent has {c * h * w} symbols, cap is {MAX_LATENT_SYMBOLS}")
-        cap = max_payload_bytes(self.latent_shape)
+        if self.group is not None:
+            if not isinstance(self.group, FrameGroup):
+                raise InconsistentPacketError(f"group must be a FrameGroup, got {type(self.group).__name__}")
+            self.group.validate(c)
+        cap = max_payload_bytes(self.coded_shape)
         if len(self.data) > cap:
-            raise PacketLimitError(f"payload is {len(self.data)} bytes, cap for latent {self.latent_shape} is {cap}")
+            raise PacketLimitError(f"payload is {len(self.data)} bytes, cap for latent {self.coded_shape} is {cap}")
         if len(self.data) == 0:
             raise InconsistentPacketError("payload is empty")
         g = self.geometry
@@ -169,6 +238,17 @@ class Packet:
                 raise InconsistentPacketError(f"tag is {len(self.tag)} bytes, expected {AUTH_TAG_BYTES}")
 
     @property
+    def format_version(self) -> int:
+        """1 for a whole frame, 2 for a channel group."""
+        return FORMAT_VERSION if self.group is None else GROUP_FORMAT_VERSION
+
+    @property
+    def coded_shape(self) -> tuple[int, int, int]:
+        """Shape of what ``data`` codes: the latent, or the group's channels of it."""
+        c, h, w = self.latent_shape
+        return (c if self.group is None else self.group.channels, h, w)
+
+    @property
     def authenticated(self) -> bool:
         """Whether this packet carries an HMAC trailer (flags bit 0). Says nothing about whether it is valid."""
         return self.key_id is not None
@@ -178,9 +258,13 @@ class Packet:
         g = self.geometry
         mid = self.model_id.encode("utf-8")
         flags = 0 if key_id is None else FLAG_AUTHENTICATED
-        head = _HEAD.pack(MAGIC, FORMAT_VERSION, flags, self.codec_version, self.model_hash, self.beta,
+        head = _HEAD.pack(MAGIC, self.format_version, flags, self.codec_version, self.model_hash, self.beta,
                           *self.latent_shape, *g.original_size, *g.resized_size, *g.padded_size, len(mid))
-        parts = [head, mid, _U32.pack(len(self.data)), self.data]
+        parts = [head, mid]
+        if self.group is not None:
+            gr = self.group
+            parts.append(_GROUP.pack(gr.frame_id, gr.index, gr.count, gr.channel_start, gr.channel_stop))
+        parts += [_U32.pack(len(self.data)), self.data]
         if key_id is not None:
             kid = check_key_id(key_id)
             parts += [bytes((len(kid),)), kid]
@@ -210,7 +294,7 @@ class Packet:
         return zlib.crc32(self._canonical()) & 0xFFFFFFFF
 
     def to_bytes(self) -> bytes:
-        """Serialize to the version-1 binary format (with the HMAC trailer if the packet carries one)."""
+        """Serialize to the binary format, version 1 or 2 (with the HMAC trailer if the packet carries one)."""
         body = self._canonical()
         return body + _U32.pack(zlib.crc32(body) & 0xFFFFFFFF)
 
@@ -218,7 +302,8 @@ class Packet:
     def nbytes(self) -> int:
         """Size of :meth:`to_bytes` in bytes."""
         trailer = 0 if self.key_id is None else 1 + len(self.key_id) + AUTH_TAG_BYTES
-        return OVERHEAD_BYTES + len(self.model_id.encode("utf-8")) + len(self.data) + trailer
+        group = 0 if self.group is None else GROUP_BLOCK_BYTES
+        return OVERHEAD_BYTES + group + len(self.model_id.encode("utf-8")) + len(self.data) + trailer
 
     @classmethod
     def from_bytes(cls, buf: bytes | bytearray | memoryview) -> Packet:
@@ -230,9 +315,10 @@ class Packet:
             raise BadMagicError(f"not a Ladon packet: expected magic {MAGIC!r}, got {buf[:4]!r}")
         if len(buf) < 5:
             raise TruncatedPacketError(f"packet is {len(buf)} bytes, the header alone needs {_HEAD.size}")
-        if buf[4] != FORMAT_VERSION:
-            raise UnsupportedVersionError(f"packet format version {buf[4]} is not supported (this build reads "
-                                          f"version {FORMAT_VERSION})")
+        version = buf[4]
+        if version not in SUPPORTED_FORMAT_VERSIONS:
+            raise UnsupportedVersionError(f"packet format version {version} is not supported (this build reads "
+                                          f"versions {sorted(SUPPORTED_FORMAT_VERSIONS)})")
         if len(buf) < _HEAD.size:
             raise TruncatedPacketError(f"packet is {len(buf)} bytes, the header alone needs {_HEAD.size}")
         (_, _, flags, codec, model_hash, beta, c, lh, lw, oh, ow, rh, rw, ph, pw, id_len) = _HEAD.unpack_from(buf)
@@ -242,6 +328,13 @@ class Packet:
         if id_len > MAX_MODEL_ID_BYTES:
             raise PacketLimitError(f"model id length {id_len} exceeds cap {MAX_MODEL_ID_BYTES}")
         pos = _HEAD.size + id_len
+        group = None
+        if version == GROUP_FORMAT_VERSION:
+            if len(buf) < pos + _GROUP.size:
+                raise TruncatedPacketError(f"packet is {len(buf)} bytes, ends inside the group block")
+            group = FrameGroup(*_GROUP.unpack_from(buf, pos))
+            group.validate(c)  # before any length derived from it is used
+            pos += _GROUP.size
         if len(buf) < pos + _U32.size:
             raise TruncatedPacketError(f"packet is {len(buf)} bytes, ends inside the header")
         (payload_len,) = _U32.unpack_from(buf, pos)
@@ -287,4 +380,74 @@ class Packet:
             codec_version=codec,
             key_id=key_id,
             tag=tag,
+            group=group,
         )
+
+
+def plan_groups(channels: int, payload_for: Callable[[int, int], bytes], fits: Callable[[int, bytes], bool], *,
+                num_groups: int | None = None) -> list[tuple[int, int, bytes]]:
+    """Split ``channels`` latent channels into contiguous groups whose payloads fit.
+
+    ``payload_for(c0, c1)`` entropy-codes channels ``[c0, c1)``; ``fits(n_channels, payload)`` says whether the
+    packet carrying it is small enough. Starts from ``num_groups`` even groups (default 2) and halves any group that
+    does not fit, so the result is deterministic. Returns ``[(c0, c1, payload), ...]`` in channel order. Raises
+    :class:`~ladon.errors.PacketLimitError` when one channel alone does not fit or more than ``MAX_GROUPS`` groups
+    would be needed.
+    """
+    cap = min(channels, MAX_GROUPS)
+    n = 2 if num_groups is None else int(num_groups)
+    if not 1 <= n <= cap:
+        raise PacketLimitError(f"number of groups {n} outside 1..{cap} (channels {channels})")
+    bounds = [channels * i // n for i in range(n + 1)]
+    todo = [(bounds[i], bounds[i + 1]) for i in range(n)]
+    done: list[tuple[int, int, bytes]] = []
+    while todo:
+        c0, c1 = todo.pop(0)
+        payload = payload_for(c0, c1)
+        if fits(c1 - c0, payload):
+            done.append((c0, c1, payload))
+        elif c1 - c0 == 1:
+            raise PacketLimitError(f"channel {c0} alone codes to {len(payload)} bytes: it does not fit one packet")
+        else:
+            mid = (c0 + c1) // 2
+            todo[:0] = [(c0, mid), (mid, c1)]
+        if len(done) + len(todo) > cap:
+            raise PacketLimitError(f"the frame needs more than {cap} groups to fit")
+    return done
+
+
+def group_packets(template: Packet, groups: list[tuple[int, int, bytes]], frame_id: int) -> list[Packet]:
+    """Version-2 packets for ``groups`` (from :func:`plan_groups`), with ``template``'s header fields."""
+    count = len(groups)
+    return [replace(template, data=payload, key_id=None, tag=None,
+                    group=FrameGroup(int(frame_id) & MAX_FRAME_ID, i, count, c0, c1))
+            for i, (c0, c1, payload) in enumerate(groups)]
+
+
+PACKETIZATIONS = ("auto", "single", "groups")
+"""How a frame becomes packets: ``single`` one version-1 packet; ``groups`` version-2 channel groups; ``auto`` one
+packet when it fits ``max_packet_bytes``, else groups."""
+
+
+def packetize(packet: Packet, code_channels: Callable[[int, int], bytes], *, packetization: str = "auto",
+              max_packet_bytes: int = 0, max_group_bytes: int | None = None, num_groups: int | None = None,
+              frame_id: int = 0, extra_bytes: int = 0) -> list[Packet]:
+    """One frame's packets from its version-1 ``packet`` and ``code_channels(c0, c1) -> bytes`` (rANS of a channel
+    group; shared by the torch encoder and ``ladon_robot``).
+
+    ``max_packet_bytes`` (0 = no limit) bounds the single packet's :attr:`Packet.nbytes` plus ``extra_bytes``
+    (e.g. an HMAC trailer added later), ``max_group_bytes`` (default ``max_packet_bytes``) each group packet's.
+    ``single`` returns ``[packet]`` even when it is too large (the caller drops it); ``auto`` returns ``[packet]``
+    when it fits, else groups; ``groups`` always returns groups (``num_groups`` even groups to start with, default
+    2, halved until each fits).
+    """
+    if packetization not in PACKETIZATIONS:
+        raise UsageError(f"packetization must be one of {PACKETIZATIONS}, got {packetization!r}")
+    fits_single = not max_packet_bytes or packet.nbytes + extra_bytes <= max_packet_bytes
+    if packetization == "single" or (packetization == "auto" and fits_single):
+        return [packet]
+    limit = max_packet_bytes if max_group_bytes is None else max_group_bytes
+    head = packet.nbytes - len(packet.data) + GROUP_BLOCK_BYTES + extra_bytes  # a group packet without payload
+    groups = plan_groups(packet.latent_shape[0], code_channels,
+                         lambda _n, data: not limit or head + len(data) <= limit, num_groups=num_groups)
+    return group_packets(packet, groups, frame_id)

@@ -56,6 +56,14 @@ class Result:
     segmentation: Segmentation | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     random_weights: bool = False
+    missing_groups: tuple[int, ...] = ()
+    """Channel groups of the frame that never arrived (policy ``partial``, :mod:`ladon.reassembly`): their channels
+    were filled with the entropy bottleneck's medians. Empty for a complete frame."""
+
+    @property
+    def partial(self) -> bool:
+        """True when the outputs come from a frame with missing channel groups."""
+        return bool(self.missing_groups)
 
     def to_dict(self, include_mask: bool = False) -> dict[str, Any]:
         """JSON-ready summary. The mask is summarised (class pixel counts) unless ``include_mask``."""
@@ -67,6 +75,9 @@ class Result:
             "padded_size": list(self.geometry.padded_size),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }
+        if self.partial:
+            out["partial"] = True
+            out["missing_groups"] = list(self.missing_groups)
         if self.classification is not None:
             c = self.classification
             out["classification"] = [

@@ -12,7 +12,7 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
 from .backbones import SharedBody
-from .bottleneck import build_synthesis, decompress_latent, latent_size
+from .bottleneck import assemble_latent, build_synthesis, decompress_latent, latent_size
 from .errors import (
     BetaMismatchError,
     InconsistentPacketError,
@@ -30,6 +30,7 @@ from .heads import (
     predict,
 )
 from .packet import Packet
+from .reassembly import AssembledFrame
 from .results import Result
 from .tasks import TASKS, normalize_tasks
 
@@ -39,6 +40,15 @@ DEFAULT_MAX_IMAGE_PIXELS = 4096 * 2160
 mask and overlay it produces, so it is capped before anything is decoded or allocated."""
 DEFAULT_MAX_BATCH = 32
 """Frames per batch in :meth:`LadonServer.infer` unless told otherwise."""
+
+
+def as_frame(item: Packet | AssembledFrame | bytes) -> Packet | AssembledFrame:
+    """What the server decodes: a whole-frame packet, or a frame of channel groups (a lone group that covers every
+    channel counts as one); bytes are parsed. Raises a typed error otherwise."""
+    if isinstance(item, AssembledFrame):
+        return item
+    packet = item if isinstance(item, Packet) else Packet.from_bytes(item)
+    return packet if packet.group is None else AssembledFrame.of_single_group(packet)
 
 
 class LadonServer(nn.Module):
@@ -94,8 +104,9 @@ class LadonServer(nn.Module):
         return tuple(t for t in TASKS if self.head(t) is not None)
 
     # -------------------------------------------------------------------------------------------------- checks
-    def check_packet(self, packet: Packet) -> None:
-        """Raise a typed error unless this server can decode ``packet`` and map its results back."""
+    def check_packet(self, packet: Packet | AssembledFrame) -> None:
+        """Raise a typed error unless this server can decode ``packet`` (or a frame reassembled from channel groups;
+        each group is checked on arrival the same way) and map its results back."""
         if packet.model_hash != self.accepted_model_hash:
             raise ModelMismatchError(
                 f"packet from encoder {packet.model_hash.hex()} ({packet.model_id!r}); this server serves "
@@ -120,9 +131,13 @@ class LadonServer(nn.Module):
                                           f"for padded size {expected_geometry.padded_size}")
 
     # -------------------------------------------------------------------------------------------------- stages
-    def decode(self, packet: Packet) -> torch.Tensor:
-        """Entropy-decode a checked packet into its (1, C, h, w) quantised latent."""
-        latent = decompress_latent(self.entropy_bottleneck, packet.data, packet.latent_shape)
+    def decode(self, packet: Packet | AssembledFrame) -> torch.Tensor:
+        """Entropy-decode a checked packet into its (1, C, h, w) quantised latent; a reassembled frame's groups are
+        decoded one by one and concatenated, missing channels filled with the medians (symbol 0)."""
+        if isinstance(packet, AssembledFrame):
+            latent = assemble_latent(self.entropy_bottleneck, packet.channel_groups(), packet.latent_shape)
+        else:
+            latent = decompress_latent(self.entropy_bottleneck, packet.data, packet.latent_shape)
         return latent.to(next(self.synthesis.parameters()).device)
 
     def features(self, latent: torch.Tensor):
@@ -170,14 +185,14 @@ class LadonServer(nn.Module):
             raise LadonError(f"top_k must be >= 1, got {top_k}")
         if max_batch < 1:
             raise LadonError(f"max_batch must be >= 1, got {max_batch}")
-        if isinstance(packets, (Packet, bytes, bytearray)):
+        if isinstance(packets, (Packet, AssembledFrame, bytes, bytearray)):
             packets = [packets]
         out: list[Result | LadonError | None] = [None] * len(packets)
         decoded: dict[tuple[int, int], list[tuple[int, Packet, torch.Tensor, float]]] = {}
         for index, item in enumerate(packets):  # parse, check and entropy-decode each frame on its own
             t0 = time.perf_counter()
             try:
-                packet = item if isinstance(item, Packet) else Packet.from_bytes(item)
+                packet = as_frame(item)
                 self.check_packet(packet)
                 latent = self.decode(packet)
             except LadonError as exc:
@@ -198,7 +213,9 @@ class LadonServer(nn.Module):
         decoding plus the batch's stage times divided by the batch size."""
         n = len(batch)
         results = [Result(model_id=p.model_id, geometry=p.geometry, random_weights=self.random_weights,
-                          timings_ms={"entropy_decode": decode_ms}) for _, p, _, decode_ms in batch]
+                          timings_ms={"entropy_decode": decode_ms},
+                          missing_groups=p.missing if isinstance(p, AssembledFrame) else ())
+                   for _, p, _, decode_ms in batch]
         if tasks:
             t1 = time.perf_counter()
             with self._autocast():

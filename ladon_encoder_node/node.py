@@ -10,11 +10,17 @@ accelerator memory, cleanup unloads; ``autostart`` does both at start-up) and la
 subscription exists only while something subscribes to the features. The compressed input follows the remapped
 image topic as image_transport does (``image`` -> ``/camera/image_raw`` gives ``/camera/image_raw/compressed``).
 ``max_rate_hz`` and ``max_payload_bytes`` can be changed at run time.
+
+A frame whose packet exceeds ``max_payload_bytes`` is sent as channel groups (packet format 2: one rANS stream and
+one message per group of latent channels, each within ``max_group_bytes``) under ``packetization: auto`` (default),
+always under ``groups``, and dropped and counted under ``single``. With a model set (rate adaptation) frames are
+always single packets.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 
@@ -23,8 +29,9 @@ from ladon_msgs.msg import CompressedFeatures
 from rclpy.qos import ReliabilityPolicy, qos_profile_system_default
 from sensor_msgs.msg import CompressedImage, Image
 
-from ladon.errors import LadonError
+from ladon.errors import LadonError, PacketLimitError
 from ladon.model_set import EncoderSet
+from ladon.packet import AUTH_TAG_BYTES, MAX_FRAME_ID
 from ladon_ros import topics
 from ladon_ros.auth import declare_signer_parameters, load_signer
 from ladon_ros.compat import (
@@ -49,6 +56,7 @@ from ladon_ros.params import (
     check_set_identity,
     declare,
     declare_model_parameters,
+    declare_packetization,
     declare_qos,
     load_model_part,
 )
@@ -105,6 +113,8 @@ class LadonEncoderNode(LadonLifecycleNode):
                                          "Frames whose packet exceeds this many bytes are dropped and counted "
                                          "(0 = no limit; settable at run time)", min_value=0,
                                          on_change=lambda v: setattr(self, "max_payload_bytes", v))
+        self.packetization = declare_packetization(self)
+        self._frame_id = secrets.randbelow(MAX_FRAME_ID + 1)  # a restarted encoder does not reuse in-flight ids
         self.max_rate_hz = declare(self, "max_rate_hz", 0.0, "Encode at most this many frames per second "
                                    "(0 = every frame; settable at run time)", min_value=0.0,
                                    on_change=lambda v: setattr(self, "max_rate_hz", v))
@@ -255,27 +265,51 @@ class LadonEncoderNode(LadonLifecycleNode):
         try:
             t0 = time.perf_counter()
             rgb = image_msg_to_rgb(msg) if isinstance(msg, Image) else compressed_image_to_rgb(msg)
-            packets = encode([rgb])
+            if self.adaptive is None and self.packetization.packetization != "single":
+                packets = self._encode_frame(rgb)
+            else:
+                packets = encode([rgb])
             if not packets:  # rate adaptation skipped it or it is too large at every beta (counted)
                 return
-            (packet,) = packets
             if self.signer is not None:
-                packet = self.signer.sign(packet)
+                packets = [self.signer.sign(p) for p in packets]
             encode_ms = (time.perf_counter() - t0) * 1e3
+        except PacketLimitError as exc:  # e.g. one latent channel alone exceeds max_group_bytes
+            self.stats.count("dropped_oversize", str(exc))
+            self.get_logger().warning(f"dropping frame: {exc}", throttle_duration_sec=5.0)
+            return
         except LadonError as exc:
             self.stats.count("rejected_images", str(exc))
             self.get_logger().warning(f"cannot encode frame: {exc}", throttle_duration_sec=5.0)
             return
-        if self.max_payload_bytes and packet.nbytes > self.max_payload_bytes:
-            self.stats.count("dropped_oversize", f"{packet.nbytes} B > max_payload_bytes {self.max_payload_bytes}")
-            self.get_logger().warning(f"dropping frame: packet {packet.nbytes} B exceeds max_payload_bytes "
-                                      f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
-            return
-        publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
+        if len(packets) == 1 and packets[0].group is None:
+            packet = packets[0]
+            if self.max_payload_bytes and packet.nbytes > self.max_payload_bytes:
+                self.stats.count("dropped_oversize", f"{packet.nbytes} B > max_payload_bytes "
+                                 f"{self.max_payload_bytes}")
+                self.get_logger().warning(f"dropping frame: packet {packet.nbytes} B exceeds max_payload_bytes "
+                                          f"{self.max_payload_bytes}", throttle_duration_sec=5.0)
+                return
+        else:
+            self.stats.counters["frames_grouped"] += 1
+            self.stats.counters["group_packets"] += len(packets)
+        for packet in packets:
+            publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
         if self.adaptive is not None:
-            self.adaptive.on_published(msg.header, packet)
-        self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=packet.nbytes,
+            self.adaptive.on_published(msg.header, packets[0])
+        self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=sum(p.nbytes for p in packets),
                          timings_ms={"encode": encode_ms})
+
+    def _encode_frame(self, rgb) -> list:
+        """One frame as one packet or as channel groups (``packetization``, ``max_payload_bytes``,
+        ``max_group_bytes``), leaving room for the HMAC trailer when packets are signed."""
+        extra = 0 if self.signer is None else 1 + len(self.signer.key_id) + AUTH_TAG_BYTES
+        self._frame_id = (self._frame_id + 1) & MAX_FRAME_ID
+        params = self.packetization
+        return self.encoder.encode_frame(rgb, packetization=params.packetization,
+                                         max_packet_bytes=self.max_payload_bytes,
+                                         max_group_bytes=params.max_group_bytes or None,
+                                         frame_id=self._frame_id, extra_bytes=extra)
 
     def _advise_on_large_frames(self, nbytes: int) -> None:
         """Large raw frames on a best-effort input are lost whole when any fragment is lost (UDP) or when they do not

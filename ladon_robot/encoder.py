@@ -9,11 +9,11 @@ import numpy as np
 
 from ladon.errors import BundleError, EntropyCodingError, ImageSizeMismatchError
 from ladon.geometry import Geometry, PreprocessConfig, check_rgb8
-from ladon.packet import Packet
+from ladon.packet import Packet, packetize
 
 from .bundle import PRECISIONS, Bundle, load_bundle, open_session
 from .preprocess import preprocess_numpy
-from .rans import MAX_BYPASS_RAW, encode_latent_symbols
+from .rans import MAX_BYPASS_RAW, encode_channel_group, encode_latent_symbols
 
 _MAX_ABS_SYMBOL = MAX_BYPASS_RAW // 2 - 1024
 """Symbols further than this from a CDF's range cannot be coded (see :data:`ladon_robot.rans.MAX_BYPASS_RAW`)."""
@@ -96,6 +96,24 @@ class RobotEncoder:
                                   latent_shape=tuple(int(v) for v in latent.shape[1:]),  # type: ignore[arg-type]
                                   geometry=geometry, data=data))
         return packets
+
+    def encode_frame(self, image: np.ndarray, *, packetization: str = "auto", max_packet_bytes: int = 0,
+                     max_group_bytes: int | None = None, num_groups: int | None = None, frame_id: int = 0,
+                     extra_bytes: int = 0) -> list[Packet]:
+        """Encode one image into one version-1 packet or version-2 channel groups (:func:`ladon.packet.packetize`);
+        a group costs one more C rANS pass over its channels."""
+        t = self.bundle.tables
+        latent, geometry = self.latent(image)
+        symbols = self.symbols(latent)
+        data = encode_latent_symbols(symbols, t.quantized_cdf, t.cdf_length, t.offset)
+        packet = Packet(model_id=self.model_id, model_hash=self.model_hash, beta=self.beta,
+                        latent_shape=tuple(int(v) for v in latent.shape[1:]),  # type: ignore[arg-type]
+                        geometry=geometry, data=data)
+        return packetize(packet, lambda c0, c1: encode_channel_group(symbols, c0, c1, t.quantized_cdf, t.cdf_length,
+                                                                     t.offset),
+                         packetization=packetization, max_packet_bytes=max_packet_bytes,
+                         max_group_bytes=max_group_bytes, num_groups=num_groups,
+                         frame_id=frame_id, extra_bytes=extra_bytes)
 
     def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> list[bytes]:
         """Encode images into packet bytes (what crosses the network), one per image."""

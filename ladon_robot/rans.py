@@ -67,3 +67,18 @@ def encode_latent_symbols(symbols: np.ndarray, cdfs: np.ndarray, cdf_lengths: np
         raise EntropyCodingError(f"latent has {c} channels but the CDF tables have {len(cdf_lengths)} rows")
     indexes = np.repeat(np.arange(c, dtype=np.int32), h * w)
     return encode_with_indexes(sym.reshape(-1), indexes, cdfs, cdf_lengths, offsets)
+
+
+def encode_channel_group(symbols: np.ndarray, c0: int, c1: int, cdfs: np.ndarray, cdf_lengths: np.ndarray,
+                         offsets: np.ndarray) -> bytes:
+    """Encode channels ``[c0, c1)`` of one frame's (C, H, W) int32 symbols as one stream, channel ``c`` with CDF
+    row ``c`` (a version-2 packet's payload; ``[0, C)`` gives :func:`encode_latent_symbols`'s bytes)."""
+    sym = np.asarray(symbols)
+    if sym.ndim != 3:
+        raise EntropyCodingError(f"latent symbols must be (C, H, W), got shape {sym.shape}")
+    c, h, w = sym.shape
+    if c != len(cdf_lengths) or not 0 <= c0 < c1 <= c:
+        raise EntropyCodingError(f"channel group [{c0}, {c1}) is not within the {c} channels of the latent and "
+                                 f"its {len(cdf_lengths)} CDF rows")
+    indexes = np.repeat(np.arange(c0, c1, dtype=np.int32), h * w)
+    return encode_with_indexes(sym[c0:c1].reshape(-1), indexes, cdfs, cdf_lengths, offsets)

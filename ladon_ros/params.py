@@ -27,6 +27,8 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from ladon.errors import LadonError
 from ladon.model_set import is_set_manifest, load_encoder_set, load_model_set
+from ladon.packet import PACKETIZATIONS
+from ladon.reassembly import DEFAULT_DEADLINE_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, GROUP_POLICIES
 
 _RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                 "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
@@ -249,3 +251,48 @@ def load_model_part(node: Node, params: ModelParameters) -> Any:
     identity = model if params.part == "encoder" else model.server
     check_model_identity(identity.model_id, identity.beta, params.model_id, params.beta)
     return model
+
+
+@dataclass(frozen=True)
+class PacketizationParameters:
+    """The encoder's ``packetization`` and ``max_group_bytes`` (packet format 2, :func:`ladon.packet.packetize`)."""
+
+    packetization: str
+    max_group_bytes: int
+
+
+def declare_packetization(node: Node) -> PacketizationParameters:
+    """Declare how a frame becomes packets on the encoder node."""
+    return PacketizationParameters(
+        packetization=declare(node, "packetization", "auto", "auto: one packet when it fits max_payload_bytes, else "
+                              "channel groups (packet format 2, one rANS stream per group); single: one packet, "
+                              "frames over max_payload_bytes are dropped and counted; groups: always channel groups",
+                              choices=PACKETIZATIONS),
+        max_group_bytes=declare(node, "max_group_bytes", 0, "Largest channel-group packet in bytes (0 = "
+                                "max_payload_bytes; both 0: two groups)", min_value=0, max_value=2**31 - 1))
+
+
+@dataclass(frozen=True)
+class ReassemblyParameters:
+    """The server's ``group_*`` parameters (:class:`ladon.reassembly.Reassembler`, one per robot)."""
+
+    policy: str
+    deadline_s: float
+    max_frames: int
+    max_bytes: int
+
+
+def declare_reassembly(node: Node) -> ReassemblyParameters:
+    """Declare how the server reassembles frames sent as channel groups."""
+    return ReassemblyParameters(
+        policy=declare(node, "group_policy", "drop", "Frames sent as channel groups and still incomplete after "
+                       "group_deadline_s: drop (counted as groups_incomplete) or partial (missing channels filled "
+                       "with the entropy model's medians, served and flagged on ladon/partial)",
+                       choices=GROUP_POLICIES),
+        deadline_s=declare(node, "group_deadline_s", DEFAULT_DEADLINE_S, "Seconds from a frame's first channel "
+                           "group until it is completed, dropped or served partial", min_value=0.001,
+                           max_value=3600.0),
+        max_frames=declare(node, "group_max_frames", DEFAULT_MAX_FRAMES, "Frames in reassembly per publisher "
+                           "(oldest evicted and counted)", min_value=1, max_value=1024),
+        max_bytes=declare(node, "group_max_bytes", DEFAULT_MAX_BYTES, "Bytes of channel groups buffered per "
+                          "publisher (oldest frames evicted and counted)", min_value=1024, max_value=2**31 - 1))

@@ -20,6 +20,10 @@ FEATURES = "ladon/features"
 FEATURES_ACK = "ladon/features/ack"
 """``sensor_msgs/TimeReference``: the server's per-frame receipt of a features packet (rate adaptation):
 ``header`` = the frame's header, ``time_ref`` = server receive time, ``source`` = the packet's model hash (hex)."""
+PARTIAL = "ladon/partial"
+"""``std_msgs/Header``: published by the server just before the outputs of a frame served *partial* (channel groups
+lost, ``group_policy: partial``), with that frame's header: outputs whose stamp and frame_id equal one on this topic
+were computed with some latent channels filled with the entropy model's medians."""
 OVERLAY = "ladon/overlay"
 """``sensor_msgs/Image``: the results drawn for people (published only while subscribed)."""
 LABEL_INFO_SUFFIX = "/label_info"

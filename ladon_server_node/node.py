@@ -4,7 +4,11 @@ A thin adapter over :class:`ladon.LadonServer`. Subscription callbacks only vali
 (:func:`ladon_ros.conversions.msg_to_packet`) and put it in the robot's bounded keep-last queue of a
 :class:`ladon.scheduler.FrameScheduler`; one worker thread takes frames round-robin over the robots, decodes each
 frame once, runs only the heads whose outputs have subscribers and publishes in the robot's namespace. Bad input is
-counted and logged, never fatal.
+counted and logged, never fatal. Frames sent as channel groups (packet format 2) go through a per-robot
+:class:`ladon.reassembly.Reassembler` (one buffer per publisher) before the scheduler: complete frames are served,
+incomplete ones dropped after ``group_deadline_s`` or, with ``group_policy: partial``, served with their missing
+channels filled with the entropy model's medians and announced on ``ladon/partial`` (a ``std_msgs/Header`` equal to
+the frame's outputs' header).
 
 A lifecycle node (:class:`ladon_ros.node_main.LadonLifecycleNode`): configure loads the model and the backend,
 activate creates the robots' topics and starts the worker, deactivate stops serving (robots' topics removed,
@@ -33,8 +37,15 @@ from vision_msgs.msg import LabelInfo
 
 import ladon
 from ladon.backends import BACKENDS, Backend, BackendError, LocalBackend, RayServeBackend, RaySettings
-from ladon.errors import LadonError, MessageTooLargeError
+from ladon.errors import (
+    DuplicateGroupError,
+    InconsistentGroupError,
+    LadonError,
+    LateGroupError,
+    MessageTooLargeError,
+)
 from ladon.model_set import UnknownModelError
+from ladon.reassembly import AssembledFrame, Reassembler
 from ladon.results import Result, detections_above
 from ladon.scheduler import FrameScheduler
 from ladon.server import DEFAULT_MAX_IMAGE_PIXELS
@@ -77,6 +88,7 @@ from ladon_ros.params import (
     declare,
     declare_model_parameters,
     declare_qos,
+    declare_reassembly,
     load_model_part,
 )
 from ladon_ros.rate_adaptation import ACK_QOS, ack_msg
@@ -93,7 +105,7 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
 class ReceivedFeatures:
     """One validated packet waiting in the scheduler, with what the diagnostics need from its message."""
 
-    packet: ladon.Packet
+    packet: ladon.Packet | AssembledFrame
     header: Header
     nbytes: int
     encode_time_ms: float
@@ -122,6 +134,12 @@ class Robot:
     ack: Publisher | None = None
     """``ladon/features/ack``: per-frame receipts for the robot's rate control (parameter ``acks``)."""
     foxglove: FoxgloveOutputs | None = None  # ladon/annotations, ladon/segmentation/color (issue #14)
+    reassembler: Reassembler | None = None
+    """Frames sent as channel groups, per publisher (packet format 2)."""
+    group_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """The reassembler's counters already reported to ``stats``."""
+    partial: Publisher | None = None
+    """``ladon/partial``: the header of each frame served partial."""
 
 
 class LadonServerNode(LadonLifecycleNode):
@@ -210,6 +228,7 @@ class LadonServerNode(LadonLifecycleNode):
         self.patterns = [n for n in self.robot_names if any(c in n for c in "*?[")]
         self.ray_settings, self.ray_fallback = self._declare_ray() if self.backend_name == "ray" else (None, False)
         self._auth_params = declare_verifier_parameters(self)
+        self.reassembly = declare_reassembly(self)
 
     def _configure(self) -> None:
         """Load the model, the packet keys (auth.keys_dir) and the backend; create the diagnostics output."""
@@ -243,6 +262,8 @@ class LadonServerNode(LadonLifecycleNode):
                 self._add_robot(ns)
         if self.patterns:
             self._active_timers.append(self.create_timer(self.discovery_period, self._discover))
+        self._active_timers.append(self.create_timer(min(0.05, self.reassembly.deadline_s / 4),
+                                                     self._expire_groups))
         if not HAS_MATCHED_EVENT:  # Humble: poll the overlay subscribers for the lazy camera input
             self._active_timers.append(self.create_timer(0.2, self._update_overlay_inputs))
         self._worker = threading.Thread(target=self._work, name="ladon_server_worker", daemon=True)
@@ -342,6 +363,11 @@ class LadonServerNode(LadonLifecycleNode):
         if self.acks:
             robot.ack = self.create_publisher(TimeReference, robot_topic(ns, topics.FEATURES_ACK), ACK_QOS)
             robot.handles.append(robot.ack)
+        r = self.reassembly
+        robot.reassembler = Reassembler(policy=r.policy, deadline_s=r.deadline_s, max_frames=r.max_frames,
+                                        max_bytes=r.max_bytes, max_sources=self.max_sources + 1)
+        robot.partial = self.create_publisher(Header, robot_topic(ns, topics.PARTIAL), output_qos)
+        robot.handles.append(robot.partial)
         header = Header(stamp=self.get_clock().now().to_msg())
         names = self.model.server.class_names
         for task, threshold in (("classification", 0.0), ("detection", self.threshold), ("segmentation", 0.0)):
@@ -435,9 +461,61 @@ class LadonServerNode(LadonLifecycleNode):
             return
         gid = info.get("publisher_gid") if info else None
         source = bytes(gid["data"]) if isinstance(gid, dict) and "data" in gid else None
-        self.scheduler.put(robot, ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms)),
-                           source=source)
+        received = ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms))
+        if packet.group is not None:  # a channel group: served when its frame is complete (or partial)
+            self._on_group(robot, received, source)
+            return
+        self.scheduler.put(robot, received, source=source)
         self._acknowledge(robot, msg.header, packet)
+
+    def _on_group(self, robot: Robot, received: ReceivedFeatures, source: bytes | None) -> None:
+        """Add a channel group to the robot's reassembly; queue its frame once complete."""
+        try:
+            with self._cond:
+                frame = robot.reassembler.add(received.packet, source, meta=(received, source))
+        except LadonError as exc:
+            self._sync_group_counts(robot, str(exc))
+            if not isinstance(exc, (DuplicateGroupError, LateGroupError, InconsistentGroupError)):
+                self._reject(robot, exc)  # e.g. a frame larger than the reassembly buffer
+            else:
+                self.get_logger().warning(f"{robot.name}: refused a channel group: {type(exc).__name__}: {exc}",
+                                          throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._sync_group_counts(robot)
+        if frame is not None:
+            self._queue_frame(robot, frame)
+
+    def _queue_frame(self, robot: Robot, frame: AssembledFrame) -> None:
+        """Queue a reassembled frame under its publisher, with its first group's header (acknowledged once)."""
+        first, source = frame.meta
+        nbytes = sum(len(p.data) for p in frame.groups)
+        self.scheduler.put(robot, ReceivedFeatures(frame, first.header, nbytes, first.encode_time_ms), source=source)
+        self._acknowledge(robot, first.header, frame.first)
+
+    def _expire_groups(self) -> None:
+        """Timer: frames past ``group_deadline_s`` are dropped, or queued partial (``group_policy: partial``)."""
+        with self._cond:
+            robots = list(self.robots)
+        for robot in robots:
+            if robot.reassembler is None:
+                continue
+            with self._cond:
+                expired = robot.reassembler.expire()
+            self._sync_group_counts(robot)
+            for frame in expired:
+                self._queue_frame(robot, frame)
+
+    def _sync_group_counts(self, robot: Robot, error: str = "") -> None:
+        """Report the reassembler's new counts as ``groups_<name>`` counters (all but ``complete`` are problems
+        that set the WARN level)."""
+        with self._cond:
+            for name, value in robot.reassembler.counts.items():
+                for _ in range(value - robot.group_counts.get(name, 0)):
+                    if name == "complete":
+                        robot.stats.counters["groups_complete"] += 1
+                    else:
+                        robot.stats.count(f"groups_{name}", error)
+                robot.group_counts[name] = value
 
     def _acknowledge(self, robot: Robot, header: Header, packet: ladon.Packet) -> None:
         """Receipt of an accepted packet, at once (the robot's rate control measures delivery with it)."""
@@ -536,6 +614,8 @@ class LadonServerNode(LadonLifecycleNode):
             setattr(result, task, None)  # computed for a batch-mate, not wanted here
         result = detections_above(result, self.threshold)
         header = frame.header
+        if result.partial and robot.partial is not None:  # before the outputs, so a listener knows in time
+            robot.partial.publish(header)
         if result.classification is not None:
             robot.outputs["classification"].publish(classification_msg(result, header))
         if result.detection is not None:

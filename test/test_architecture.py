@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 TORCH_FREE = ("ladon._version", "ladon.errors", "ladon.geometry", "ladon.packet", "ladon.tasks", "ladon.results",
               "ladon.model_set", "ladon.bundle_set",
-              "ladon.features_message", "ladon.auth")
+              "ladon.features_message", "ladon.auth", "ladon.reassembly")
 """The ``ladon`` modules that load no torch: what the packet format and the torch-free robot runtime need."""
 
 

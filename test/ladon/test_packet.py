@@ -118,8 +118,8 @@ def test_wrong_magic_raises_bad_magic():
 
 
 def test_unsupported_format_version_raises_unsupported_version():
-    with pytest.raises(UnsupportedVersionError, match="format version 2"):
-        Packet.from_bytes(forge(version=2))
+    with pytest.raises(UnsupportedVersionError, match="format version 3"):
+        Packet.from_bytes(forge(version=3))
 
 
 def test_unsupported_codec_version_raises_unsupported_version():

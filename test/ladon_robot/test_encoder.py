@@ -186,3 +186,24 @@ def test_fixed_size_bundle_refuses_other_sizes(tmp_path, demo_images, demo_model
         robot.encode([np.zeros((160, 160), np.uint8)])
     with pytest.raises(BundleError, match="precision"):
         RobotEncoder(bundle, "fp16")
+
+
+def test_channel_groups_match_the_torch_encoder_and_reassemble(demo_bundle, demo_images, demo_model) -> None:
+    """The C rANS codes channel groups too (one pass per group): same bytes as the torch encoder's groups where
+    the symbols agree (fp32), and the groups concatenate to the single stream's latent."""
+    import torch
+
+    from ladon.bottleneck import assemble_latent, decompress_latent
+
+    robot = RobotEncoder(demo_bundle, "fp32", threads=1)
+    eb = demo_model.encoder.entropy_bottleneck
+    image = demo_images[0]
+    (single,) = robot.encode_packets([image])
+    assert robot.encode_frame(image) == [single]  # version 1 by default
+    groups = robot.encode_frame(image, packetization="groups", num_groups=4, frame_id=9)
+    reference = demo_model.encoder.encode_frame(image, packetization="groups", num_groups=4, frame_id=9)
+    assert [p.group for p in groups] == [p.group for p in reference]
+    assert [p.data for p in groups] == [p.data for p in reference]
+    latent = assemble_latent(eb, [(p.group.channel_start, p.group.channel_stop, p.data) for p in groups],
+                             single.latent_shape)
+    assert torch.equal(latent, decompress_latent(eb, single.data, single.latent_shape))

@@ -235,15 +235,45 @@ def test_unstamped_frames_have_no_stamp_age(harness):
     assert h.node.stats.status("n", "h").level == DiagnosticStatus.OK
 
 
-@pytest.mark.parametrize("harness", [("full", {"max_payload_bytes": 100})], indirect=True)
+@pytest.mark.parametrize("harness", [("full", {"max_payload_bytes": 100, "packetization": "single"}),
+                                     ("full", {"max_payload_bytes": 100})], indirect=True)
 def test_oversize_packets_are_dropped_and_counted(harness):
+    """``single``: over max_payload_bytes is dropped; ``auto``: dropped only when even one channel's group packet
+    does not fit."""
     h = harness
     h.listen()
     h.publish(array_to_image_msg(_rgb(6), "rgb8", _header(60)))
     h.spin_until(lambda: h.node.stats.counters["dropped_oversize"] == 1)
     h.spin_for(0.3)
     assert h.features == [] and h.node.stats.counters["frames"] == 0
-    assert "max_payload_bytes 100" in h.node.stats.last_error
+    single = h.node.packetization.packetization == "single"
+    assert ("max_payload_bytes 100" if single else "does not fit one packet") in h.node.stats.last_error
+
+
+@pytest.mark.parametrize("harness", [("full", {"max_payload_bytes": 1200})], indirect=True)
+def test_frames_over_max_payload_bytes_are_sent_as_channel_groups(harness, files):
+    """``packetization: auto`` (default): a frame whose packet exceeds max_payload_bytes goes out as version-2
+    channel groups, each within the limit, that reassemble to the single packet's latent."""
+    import torch
+
+    from ladon.bottleneck import assemble_latent, decompress_latent
+
+    h = harness
+    h.listen()
+    rgb = _rgb(6)
+    (single,) = files.model.encoder.encode([rgb])
+    assert single.nbytes > 1200
+    h.publish(array_to_image_msg(rgb, "rgb8", _header(61)))
+    h.spin_until(lambda: h.node.stats.counters["frames"] == 1)
+    h.spin_until(lambda: len(h.features) == h.node.stats.counters["group_packets"])
+    packets = [msg_to_packet(m) for m in h.features]
+    assert len(packets) >= 2 and all(p.group is not None and p.nbytes <= 1200 for p in packets)
+    assert {p.group.frame_id for p in packets} == {packets[0].group.frame_id}
+    assert h.node.stats.counters["frames_grouped"] == 1 and h.node.stats.counters["dropped_oversize"] == 0
+    eb = files.model.encoder.entropy_bottleneck
+    latent = assemble_latent(eb, [(p.group.channel_start, p.group.channel_stop, p.data) for p in packets],
+                             single.latent_shape)
+    assert torch.equal(latent, decompress_latent(eb, single.data, single.latent_shape))
 
 
 @pytest.mark.parametrize("harness", [("full", {"max_rate_hz": 0.2})], indirect=True)
