@@ -1,6 +1,6 @@
 """Frames sent as channel groups over real DDS (issue #10, payloads of any size): the encoder node splits a frame
 into group packets, the server node reassembles and serves it; with ``group_policy: partial`` a frame with a lost
-group is served, flagged on ``ladon/partial``, and counted in /diagnostics. Domains 250-259, localhost only."""
+group is served, flagged on ``ladon/partial``, and counted in /diagnostics. Domains 101-110, localhost only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,33 +32,12 @@ from ladon_ros import launcher
 from ladon_ros.conversions import array_to_image_msg, msg_to_packet, packet_to_msg
 
 BIN = Path(sys.executable).parent
-PORT_BASE = 2550
-"""Fast DDS computes ports as 7400 + 250 x domain and refuses domains above 232; the domains 250-259 reserved for
-these tests need a lower port base. 2550 puts domains 250 and 251 at 65050 and 65300 and every domain 150 ports off
-the default grid (where default participants use the first ~70 ports of each 250), so participants with this
-profile never share a port with default ones."""
-
-
-def _profile() -> str:
-    """The shipped shared-memory profile with the lower port base, set for this process (before any participant
-    exists: modules are imported at collection) and the node processes it starts."""
-    text = (launcher.config_dir() / "fastdds_shm.xml").read_text()
-    text = text.replace("<useBuiltinTransports>false</useBuiltinTransports>",
-                        "<useBuiltinTransports>false</useBuiltinTransports>\n"
-                        f"        <port><portBase>{PORT_BASE}</portBase></port>")
-    path = Path(tempfile.gettempdir()) / f"ladon_groups_dds_{os.getpid()}.xml"
-    path.write_text(text)
-    return str(path)
-
-
-if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = _profile()
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 MAX_GROUP_BYTES = 1500
 
 
 class Session:
-    """Node processes plus an in-process client node on one DDS domain (250-259)."""
+    """Node processes plus an in-process client node on one DDS domain (101-110)."""
 
     def __init__(self, tmp_path: Path, domain: int) -> None:
         self.tmp_path = tmp_path
@@ -135,7 +113,7 @@ class Session:
 
 @pytest.fixture
 def session(tmp_path, request):
-    domain = 250 if "lost" in request.node.name else 251
+    domain = 101 + (os.getpid() + (5 if "lost" in request.node.name else 0)) % 10  # this module's range: 101-110
     s = Session(tmp_path, domain)
     yield s
     s.close()
