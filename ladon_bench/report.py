@@ -36,11 +36,17 @@ class EnergyModel:
         return cpu_s * self.cpu_power_w + airtime * self.radio_power_w
 
 
-def latency_summary(latencies: Sequence[float | None]) -> dict[str, Any]:
-    """Delivered/dropped counts and p50/p95/p99/mean of the delivered frames' latencies (seconds)."""
+def latency_summary(latencies: Sequence[float | None], outcomes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Delivered/dropped counts and p50/p95/p99/mean of the delivered frames' latencies (seconds).
+
+    ``outcomes`` (per frame: ``delivered``, ``late``, ``lost``) splits the dropped frames into ``late`` (complete
+    only after the deadline) and ``lost`` (never complete); without it every dropped frame counts as lost.
+    """
     got = np.array([x for x in latencies if x is not None], dtype=np.float64)
-    out: dict[str, Any] = {"frames": len(latencies), "delivered": int(got.size),
-                           "dropped": len(latencies) - int(got.size)}
+    dropped = len(latencies) - int(got.size)
+    late = sum(1 for o in outcomes or () if o == "late")
+    out: dict[str, Any] = {"frames": len(latencies), "delivered": int(got.size), "dropped": dropped,
+                           "late": late, "lost": dropped - late}
     for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
         out[name] = float(np.percentile(got, q)) if got.size else None
     out["mean"] = float(got.mean()) if got.size else None
@@ -63,18 +69,22 @@ def markdown(document: dict[str, Any]) -> str:
         f"Frames: {s['images']} ({s['frame_size']}), {s['frames']} per link after {s['warmup']} warm-up. "
         f"Delay: {s['delay_note']}.",
         f"Energy model: {document['energy_model']['formula']}.",
+        f"Link profile: {s.get('link_profile', 'reliable')} (Fast DDS XML: {s.get('fastdds_xml', 'none')}); "
+        f"per-frame deadline: {s.get('deadline', '–')}.",
         "",
-        "| configuration | link | delivered | p50 ms | p95 ms | p99 ms | KB/frame up | KB/frame down | "
-        "packets lost | robot CPU ms/frame | robot mJ/frame |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | link | delivered | late | lost | server counted | p50 ms | p95 ms | p99 ms | "
+        "KB/frame up | KB/frame down | packets lost | robot CPU ms/frame | robot mJ/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in document["runs"]:
         if r.get("skipped"):
-            lines.append(f"| {r['config']} | {r['link']['name']} | skipped: {r['skipped']} | | | | | | | | |")
+            lines.append(f"| {r['config']} | {r['link']['name']} | skipped: {r['skipped']} | | | | | | | | | | | |")
             continue
         lat, w = r["latency_s"], r["wire_bytes_per_frame"]
+        server = ", ".join(f"{k} {v}" for k, v in r.get("server_counters", {}).items()) or "–"
         lines.append(
-            f"| {r['config']} | {r['link']['name']} | {lat['delivered']}/{lat['frames']} | "
+            f"| {r['config']} | {r['link']['name']} | {lat['delivered']}/{lat['frames']} | {lat.get('late', 0)} | "
+            f"{lat.get('lost', lat['dropped'])} | {server} | "
             f"{_fmt(lat['p50'], 1e3)} | {_fmt(lat['p95'], 1e3)} | {_fmt(lat['p99'], 1e3)} | "
             f"{w['uplink'] / 1024:.2f} | {w['downlink'] / 1024:.2f} | {r.get('lost_packets', 0)} | "
             f"{r['robot_cpu_s_per_frame'] * 1e3:.1f} | {r['robot_energy_j_per_frame'] * 1e3:.1f} |")

@@ -16,7 +16,10 @@ def test_latency_summary_counts_drops_and_percentiles() -> None:
     assert s["p50"] == pytest.approx(0.2) and s["mean"] == pytest.approx(0.2)
     assert s["p99"] == pytest.approx(0.298)
     empty = latency_summary([None])
-    assert empty["p50"] is None and empty["dropped"] == 1
+    assert empty["p50"] is None and empty["dropped"] == 1 and empty["lost"] == 1 and empty["late"] == 0
+    split = latency_summary([0.1, None, None, 0.2], ["delivered", "late", "lost", "delivered"])
+    assert (split["delivered"], split["dropped"], split["late"], split["lost"]) == (2, 2, 1, 1)
+    assert split["p99"] == pytest.approx(0.199)  # late frames never enter the percentiles
 
 
 def test_energy_model() -> None:
