@@ -256,3 +256,67 @@ def write_report(document: dict[str, Any], out_dir: str | os.PathLike[str], make
     if make_plots:
         paths += plots(document, out)
     return paths
+
+
+def profile_comparison(documents: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Compare ``ladon-bench-split`` results of several link profiles (name -> split_bench.json document): per
+    configuration, link rate and loss, each profile's delivered/late/lost frames and p50/p99, and whether its p99 is
+    at most twice its own p50 on the same link without loss with no frame delivered late (the tail target of
+    issue #10). Returns the rows and a Markdown table."""
+    rows: list[dict[str, Any]] = []
+    for profile, doc in documents.items():
+        runs = [r for r in doc["runs"] if not r.get("skipped")]
+        base = {(r["config"], r["link"]["rate_kbit"]): r["latency_s"]["p50"] for r in runs if r["link"]["loss"] == 0}
+        for r in runs:
+            lat = r["latency_s"]
+            ref = base.get((r["config"], r["link"]["rate_kbit"]))
+            ok = (lat["p99"] is not None and ref is not None and lat["p99"] <= 2 * ref and lat.get("late", 0) == 0)
+            rows.append({"profile": profile, "config": r["config"], "rate_kbit": r["link"]["rate_kbit"],
+                         "loss": r["link"]["loss"], "frames": lat["frames"], "delivered": lat["delivered"],
+                         "late": lat.get("late", 0), "lost": lat.get("lost", lat["dropped"]), "p50": lat["p50"],
+                         "p99": lat["p99"], "lossless_p50": ref, "target_met": ok,
+                         "server": r.get("server_counters", {})})
+    rows.sort(key=lambda x: (x["config"], -(x["rate_kbit"] or math.inf), x["loss"], x["profile"]))
+    lines = ["| configuration | link | loss | profile | delivered | late | lost | p50 ms | p99 ms | "
+             "p99 ≤ 2 × lossless p50 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        rate = "unshaped" if x["rate_kbit"] is None else f"{x['rate_kbit'] / 1000:g} Mbit/s"
+        verdict = "yes" if x["target_met"] else "**no**"
+        if x["late"]:
+            verdict += f" ({x['late']} late)"
+        lines.append(f"| {x['config']} | {rate} | {x['loss'] * 100:g} % | {x['profile']} | "
+                     f"{x['delivered']}/{x['frames']} | {x['late']} | {x['lost']} | {_fmt(x['p50'], 1e3, 0)} | "
+                     f"{_fmt(x['p99'], 1e3, 0)} | {verdict} (2 × {_fmt(x['lossless_p50'], 1e3, 0)}) |")
+    return rows, "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ladon_bench.report compare OUT NAME=DIR ...``: the profile comparison of several
+    ``ladon-bench-split`` output folders, written to OUT.md and OUT.json."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ladon_bench.report")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    compare = sub.add_parser("compare", help="compare link profiles (see profile_comparison)")
+    compare.add_argument("out", help="output path without suffix (.md and .json are written)")
+    compare.add_argument("runs", nargs="+", help="NAME=DIR: a profile name and its bench-split output folder")
+    args = parser.parse_args(argv)
+    documents = {}
+    for item in args.runs:
+        name, sep, folder = item.partition("=")
+        if not sep:
+            parser.error(f"expected NAME=DIR, got {item!r}")
+        documents[name] = json.loads((Path(folder) / "split_bench.json").read_text())
+    rows, table = profile_comparison(documents)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
