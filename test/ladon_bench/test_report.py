@@ -102,3 +102,15 @@ def test_profile_comparison_checks_the_tail_target_against_the_own_lossless_medi
     assert main(["compare", str(tmp_path / "cmp"), f"latency={tmp_path / 'a'}", f"default={tmp_path / 'b'}"]) == 0
     assert json.loads((tmp_path / "cmp.json").read_text()) == json.loads(json.dumps(rows))
     assert (tmp_path / "cmp.md").read_text() == table
+
+
+def test_plots_without_unshaped_links_or_local(tmp_path) -> None:
+    """A profile run over shaped links only (no unshaped link, no local configuration): every plot is written and
+    the bytes per frame come from the fastest lossless link."""
+    document = {"machine": {"cpu": "c", "cores": 2, "kernel": "6", "torch": "2"},
+                "settings": {"robot_cpus": "1", "robot_quota": 0.5, "edge_cpus": "0", "images": "x",
+                             "frame_size": "8 images", "frames": 4, "warmup": 1, "delay_note": "none"},
+                "energy_model": EnergyModel().to_dict(), "notes": [],
+                "runs": [r for r in RUNS if r["kind"] == "ladon"]}
+    paths = write_report(document, tmp_path)
+    assert {p.name for p in paths} >= {"latency_vs_rate.png", "energy.png", "bytes_per_frame.png"}
