@@ -237,7 +237,8 @@ class DriverNode(LadonNode):
     ``{"cmd": "run", "frames": n, "timeout": s}`` sends ``n`` frames, each after the previous one completed or
     its deadline (``timeout`` s) passed, and replies with per-frame latencies (``null`` = not all three outputs
     arrived in time), per-frame outcomes (``delivered``; ``late``: completed after its deadline, which is counted
-    as a drop, never as a latency; ``lost``: never completed) and the server's /diagnostics counters
+    as a drop, never as a latency, its completion time is in ``late_latencies``; ``lost``: never completed) and the
+    server's /diagnostics counters
     (:data:`SERVER_COUNTERS`, lifetime totals of ``ladon_server``; empty for the baselines);
     ``{"cmd": "quit"}``.
     """
@@ -334,13 +335,16 @@ class DriverNode(LadonNode):
                 time.sleep(float(cmd.get("gap", 0.05)))
             time.sleep(float(cmd.get("settle", 0.0)))  # late completions and the server's next /diagnostics
             outcomes = ["delivered" if x is not None else "lost" for x in latencies]
+            late: list[float] = []
             with self.lock:
                 for i, key in missed:
                     entry = self.pending.pop(key, None)
                     if entry is not None and len(entry.arrived) == len(TASKS):
                         outcomes[i] = "late"
+                        late.append(max(entry.arrived.values()) - entry.sent)
                 counters = dict(self.server_counters)
-            return {"latencies": latencies, "outcomes": outcomes, "server_counters": counters}
+            return {"latencies": latencies, "outcomes": outcomes, "late_latencies": late,
+                    "server_counters": counters}
         raise LadonError(f"unknown driver command {cmd!r}")
 
 

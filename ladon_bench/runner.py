@@ -364,6 +364,7 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
             cpu = (cpu1 - cpu0) / frames
             run.update({
                 "latency_s": lat, "latencies_s": reply["latencies"], "outcomes": reply.get("outcomes"),
+                "late_latencies_s": reply.get("late_latencies", []),
                 "deadline_s": timeout, "server_counters": server, "wall_s": t1 - t0,
                 "wire_bytes_per_frame": {"uplink": up, "downlink": down, "total": up + down},
                 "wire_packets_per_frame": {
