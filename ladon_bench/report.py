@@ -312,8 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, table = profile_comparison(documents)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    Path(f"{out}.md").write_text(table)  # not with_suffix: 'beta1.28' is no suffix
+    Path(f"{out}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table)
     return 0
 

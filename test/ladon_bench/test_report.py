@@ -99,9 +99,10 @@ def test_profile_comparison_checks_the_tail_target_against_the_own_lossless_medi
     for name, doc in (("a", fast), ("b", slow)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "split_bench.json").write_text(json.dumps(doc))
-    assert main(["compare", str(tmp_path / "cmp"), f"latency={tmp_path / 'a'}", f"default={tmp_path / 'b'}"]) == 0
-    assert json.loads((tmp_path / "cmp.json").read_text()) == json.loads(json.dumps(rows))
-    assert (tmp_path / "cmp.md").read_text() == table
+    assert main(["compare", str(tmp_path / "cmp_b1.28"), f"latency={tmp_path / 'a'}", f"default={tmp_path / 'b'}"]) \
+        == 0
+    assert json.loads((tmp_path / "cmp_b1.28.json").read_text()) == json.loads(json.dumps(rows))
+    assert (tmp_path / "cmp_b1.28.md").read_text() == table
 
 
 def test_plots_without_unshaped_links_or_local(tmp_path) -> None:
