@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xml", default=None, help="Fast DDS XML to test (default: config/fastdds_reliable.xml)")
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--block-ms", type=float, default=200.0)
-    p.add_argument("--domain", type=int, default=216, help="ROS_DOMAIN_ID (0..232; the namespaces isolate it)")
-    p.add_argument("--prefix", default="lq-")
-    p.add_argument("--subnet", type=int, default=216)
+    p.add_argument("--domain", type=int, default=217, help="ROS_DOMAIN_ID (0..232; the namespaces isolate it)")
+    p.add_argument("--prefix", default="lrp-", help="name prefix of the namespaces and cgroups")
+    p.add_argument("--subnet", type=int, default=217)
     args = p.parse_args(argv)
     if args.role:
         return _node(args.role)

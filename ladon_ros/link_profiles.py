@@ -6,7 +6,7 @@ launch files set:
 
 * ``reliable`` (default): reliable, keep-last; every frame is delivered or explicitly dropped. Fast DDS repairs a
   lost packet when the reader NACKs it, and with one frame in flight the reader only learns of a loss from the
-  writer's periodic heartbeat (3 s by default), so ``config/fastdds_reliable.xml`` sets a 50 ms heartbeat and
+  writer's periodic heartbeat (3 s by default), so ``config/fastdds_reliable.xml`` sets a 20 ms heartbeat and
   immediate NACK responses: a loss costs ~one heartbeat instead of seconds. Matches every subscriber (RViz,
   ``ros2 bag``, reliable or best-effort), hence the default.
 * ``latency``: best-effort, keep-last 1 on the features publisher and the result publishers: a lost packet loses its
@@ -59,8 +59,8 @@ class LinkProfile:
 
 LINK_PROFILES: dict[str, LinkProfile] = {
     "reliable": LinkProfile("reliable", "reliable", 5, 50, "fastdds_reliable.xml",
-                            "reliable QoS with a 50 ms Fast DDS heartbeat: every frame delivered, a loss costs "
-                            "~50-100 ms of repair"),
+                            "reliable QoS with a 20 ms Fast DDS heartbeat: every frame delivered, a loss costs "
+                            "~20-50 ms of repair"),
     "latency": LinkProfile("latency", "best_effort", 1, 5, "fastdds_shm.xml",
                            "best-effort keep-last 1: a lost packet loses its frame (counted from sequence gaps), "
                            "never delays the next frame"),

@@ -29,7 +29,7 @@ FASTDDS_XML = {"reliable": "fastdds_reliable.xml", "latency": "fastdds_shm.xml"}
 
 def _fastdds_profile(context, *args, **kwargs):
     """The shipped Fast DDS profile of ``link_profile`` (reliable: fastdds_reliable.xml, 16 MB shared memory
-    + a 50 ms heartbeat; latency: fastdds_shm.xml), only if the user set none and runs Fast DDS."""
+    + a 20 ms heartbeat; latency: fastdds_shm.xml), only if the user set none and runs Fast DDS."""
     if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("RMW_IMPLEMENTATION", "") not in FAST_DDS_RMWS:
         return []
     return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",

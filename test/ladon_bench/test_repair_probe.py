@@ -1,6 +1,6 @@
 """Does rmw_fastrtps apply the ``<times>`` of the default DataWriter/DataReader profiles of a Fast DDS XML file when the
 ROS QoS is set in code? Measured through real DDS over the emulated link (``ladon_bench.repair_probe``): a sample
-published while the edge drops every packet is repaired after the XML's 50 ms heartbeat, not after Fast DDS's default
+published while the edge drops every packet is repaired after the XML's 20 ms heartbeat, not after Fast DDS's default
 3 s one. Needs root with ip and iptables; skipped otherwise."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_the_reliable_xml_heartbeat_applies_to_endpoints_with_qos_from_code() ->
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    # blocked for 0.2 s: repaired by the first 50 ms heartbeat after that with the XML ...
+    # blocked for 0.2 s: repaired by the first 20 ms heartbeat after that with the XML ...
     assert all(0.2 <= d < 0.6 for d in result["with_xml_s"]), result
     # ... and only by a 3 s heartbeat without it
     assert all(d > 1.0 for d in result["without_xml_s"]), result

@@ -54,7 +54,7 @@ def test_reliable_xml_sets_fast_repair_and_keeps_the_shm_transports():
     assert participant.findtext(f"{NS}rtps/{NS}useBuiltinTransports") == "false"
     # Fast DDS 3 XML names (snake_case); an unknown tag would be ignored by the parser with only a log line
     writer = _times(reliable, "data_writer")
-    assert writer == {"initial_heartbeat_delay": 0.005, "heartbeat_period": 0.05, "nack_response_delay": 0.0,
+    assert writer == {"initial_heartbeat_delay": 0.005, "heartbeat_period": 0.02, "nack_response_delay": 0.0,
                       "nack_supression_duration": 0.0}
     reader = _times(reliable, "data_reader")
     assert reader == {"initial_acknack_delay": 0.005, "heartbeat_response_delay": 0.0}
