@@ -27,7 +27,7 @@ def test_udp_only_profiles_keep_the_endpoint_times_and_drop_the_transports(tmp_p
     root = ET.parse(out).getroot()
     tags = [e.tag.removeprefix(NS) for e in root.find(f"{NS}profiles")]
     assert tags == ["data_writer", "data_reader"]  # no SHM transport: the traffic must cross the veth
-    assert root.find(f".//{NS}heartbeat_period/{NS}nanosec").text == "50000000"
+    assert root.find(f".//{NS}heartbeat_period/{NS}nanosec").text == "20000000"
     assert udp_only_profiles(REPO / "config" / "fastdds_shm.xml", tmp_path / "s.xml") is None  # transports only
     (tmp_path / "bad.xml").write_text('<dds xmlns="http://www.eprosima.com"/>')
     with pytest.raises(LadonError, match="no <profiles>"):
