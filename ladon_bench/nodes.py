@@ -10,7 +10,9 @@ Ladon itself runs as the real ``ladon_encoder`` and ``ladon_server`` nodes. The 
   ``jpeg`` / ``raw`` decode the image and run the full per-task models (the teacher, ``teacher`` parameter).
 
 Every configuration publishes the same outputs as ``ladon_server`` (``ladon/classification``,
-``ladon/detections``, ``ladon/segmentation``, with the camera frame's header), so one driver measures them all.
+``ladon/detections``, and the segmentation mask as PNG on ``ladon/segmentation/compressed``, with the camera frame's
+header), so one driver measures them all. Every node takes ``link_profile`` (:mod:`ladon_ros.link_profiles`): the
+QoS of the topics that cross the link (features/images up, results down).
 The driver (``bench_driver``) publishes camera frames on ``image`` one at a time (closed loop) and waits until all
 three outputs with the frame's stamp are back; it is controlled by JSON lines on stdin (see :class:`DriverNode`).
 
@@ -29,10 +31,12 @@ import cv2
 import numpy as np
 import rclpy
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
+from vision_msgs.msg import Classification, Detection2DArray
 
 from ladon.errors import LadonError
 from ladon.image_io import list_images
@@ -53,11 +57,12 @@ from ladon_ros.conversions import (
     image_msg_to_rgb,
     msg_to_packet,
     packet_to_msg,
-    segmentation_msg,
+    segmentation_png_msg,
 )
+from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, LinkProfile, link_profile
 from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import declare, qos_profile
-from ladon_ros.topics import OUTPUT_TOPICS, OUTPUT_TYPES
+from ladon_ros.topics import OUTPUT_TOPICS, compressed
 
 FEATURE_TOPICS = {task: f"bench/features/{task}" for task in TASKS}
 JPEG_TOPIC = "bench/image/compressed"
@@ -67,13 +72,27 @@ EDGE_MODES = ("es", "jpeg", "raw")
 PUBLISH_THRESHOLD = 0.3
 """Detections below this score are not published (``ladon_server``'s default ``detection.publish_threshold``)."""
 RELIABLE = qos_profile("reliable", 5)
+"""QoS of the camera topic (robot-local: it never crosses the link)."""
+RESULT_TOPICS: dict[str, str] = {"classification": OUTPUT_TOPICS["classification"],
+                                 "detection": OUTPUT_TOPICS["detection"],
+                                 "segmentation": compressed(OUTPUT_TOPICS["segmentation"])}
+"""The result topics the driver waits for: the mask as PNG (``ladon_server``'s ``<segmentation>/compressed``),
+a few hundred bytes instead of the H x W mono8 image on the downlink."""
+RESULT_TYPES: dict[str, type] = {"classification": Classification, "detection": Detection2DArray,
+                                 "segmentation": CompressedImage}
+
+
+def declare_link_profile(node: LadonNode) -> LinkProfile:
+    """The node's ``link_profile`` parameter (QoS of the topics that cross the robot-edge link)."""
+    return link_profile(declare(node, "link_profile", DEFAULT_LINK_PROFILE, "QoS of the topics that cross the "
+                                "robot-edge link", choices=tuple(LINK_PROFILES)))
 
 
 class _OutputMixin:
     """The three output publishers and a publish-one-task helper."""
 
-    def _create_outputs(self) -> None:
-        self.outputs = {t: self.create_publisher(OUTPUT_TYPES[t], OUTPUT_TOPICS[t], RELIABLE) for t in TASKS}
+    def _create_outputs(self, qos) -> None:
+        self.outputs = {t: self.create_publisher(RESULT_TYPES[t], RESULT_TOPICS[t], qos) for t in TASKS}
         self.errors = 0
 
     def _publish(self, result: Result, header: Header, tasks=TASKS) -> None:
@@ -83,7 +102,7 @@ class _OutputMixin:
         if "detection" in tasks:
             self.outputs["detection"].publish(detections_msg(result, header))
         if "segmentation" in tasks:
-            self.outputs["segmentation"].publish(segmentation_msg(result, header))
+            self.outputs["segmentation"].publish(segmentation_png_msg(result, header))
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
@@ -102,6 +121,8 @@ class BenchRobotNode(_OutputMixin, LadonNode):
         self.quality = declare(self, "quality", 50, "JPEG quality (mode jpeg)", min_value=1, max_value=100)
         torch.set_num_threads(declare(self, "torch_threads", 1, "torch intra-op threads", min_value=1,
                                       max_value=256))
+        link = declare_link_profile(self)
+        uplink = link.publisher_qos()
         if self.mode not in ROBOT_MODES:
             raise LadonError(f"mode must be one of {ROBOT_MODES}, got {self.mode!r}")
         self.errors = 0
@@ -109,15 +130,15 @@ class BenchRobotNode(_OutputMixin, LadonNode):
             if not model:
                 raise LadonError("mode es needs the 'model' parameter")
             self.es = EntropicStudentRobot(entropic_student_models(model))
-            self.features = {t: self.create_publisher(CompressedFeatures, FEATURE_TOPICS[t], RELIABLE)
+            self.features = {t: self.create_publisher(CompressedFeatures, FEATURE_TOPICS[t], uplink)
                              for t in TASKS}
         elif self.mode == "jpeg":
-            self.jpeg = self.create_publisher(CompressedImage, JPEG_TOPIC, RELIABLE)
+            self.jpeg = self.create_publisher(CompressedImage, JPEG_TOPIC, uplink)
         elif self.mode == "raw":
-            self.raw = self.create_publisher(Image, RAW_TOPIC, RELIABLE)
+            self.raw = self.create_publisher(Image, RAW_TOPIC, uplink)
         else:
             self.local = LocalModels()
-            self._create_outputs()
+            self._create_outputs(uplink)
         self.create_subscription(Image, "image", self._on_image, RELIABLE)
         self.get_logger().info(f"bench robot ready: mode {self.mode}")
 
@@ -163,19 +184,21 @@ class BenchEdgeNode(_OutputMixin, LadonNode):
             raise LadonError(f"mode must be one of {EDGE_MODES}, got {self.mode!r}")
         if not model:
             raise LadonError("the 'model' parameter is required")
-        self._create_outputs()
+        link = declare_link_profile(self)
+        self._create_outputs(link.publisher_qos())
+        uplink = link.subscription_qos()
         if self.mode == "es":
             self.es = EntropicStudentEdge(entropic_student_models(model))
             for task in TASKS:
                 self.create_subscription(CompressedFeatures, FEATURE_TOPICS[task],
-                                         lambda msg, task=task: self._on_features(task, msg), RELIABLE)
+                                         lambda msg, task=task: self._on_features(task, msg), uplink)
         else:
             from ladon.model import load_model
             self.teacher = PerTaskTeacher(load_model(model).config, teacher or None)
             if self.mode == "jpeg":
-                self.create_subscription(CompressedImage, JPEG_TOPIC, self._on_image, RELIABLE)
+                self.create_subscription(CompressedImage, JPEG_TOPIC, self._on_image, uplink)
             else:
-                self.create_subscription(Image, RAW_TOPIC, self._on_image, RELIABLE)
+                self.create_subscription(Image, RAW_TOPIC, self._on_image, uplink)
         self.get_logger().info(f"bench edge ready: mode {self.mode}")
 
     def _on_features(self, task: str, msg: CompressedFeatures) -> None:
@@ -198,6 +221,12 @@ class BenchEdgeNode(_OutputMixin, LadonNode):
 class _Pending:
     sent: float
     arrived: dict[str, float]
+    deadline: float
+
+
+SERVER_COUNTERS = ("frames", "lost_in_transit", "stale", "stale_stamp", "dds_lost", "rejected", "dropped")
+"""Counters of ``ladon_server``'s /diagnostics status that the driver reports (lifetime totals; ``frames``: frames
+served)."""
 
 
 class DriverNode(LadonNode):
@@ -206,7 +235,11 @@ class DriverNode(LadonNode):
     Commands (one JSON object per stdin line; one JSON reply per line on stdout):
     ``{"cmd": "warmup", "timeout": s}`` sends a frame every 2 s until one comes back complete;
     ``{"cmd": "run", "frames": n, "timeout": s}`` sends ``n`` frames, each after the previous one completed or
-    timed out, and replies with per-frame latencies (``null`` = not all three outputs arrived in time);
+    its deadline (``timeout`` s) passed, and replies with per-frame latencies (``null`` = not all three outputs
+    arrived in time), per-frame outcomes (``delivered``; ``late``: completed after its deadline, which is counted
+    as a drop, never as a latency, its completion time is in ``late_latencies``; ``lost``: never completed) and the
+    server's /diagnostics counters
+    (:data:`SERVER_COUNTERS`, lifetime totals of ``ladon_server``; empty for the baselines);
     ``{"cmd": "quit"}``.
     """
 
@@ -215,6 +248,7 @@ class DriverNode(LadonNode):
 
     def _setup(self) -> None:
         folder = declare(self, "images", "", "Folder of camera frames (PNG/JPEG), sent in name order, looped")
+        link = declare_link_profile(self)
         files = list_images(folder)
         self.frames = []
         for path in files:
@@ -227,9 +261,12 @@ class DriverNode(LadonNode):
         self.lock = threading.Lock()
         self.done = threading.Condition(self.lock)
         self.pending: dict[tuple[int, int], _Pending] = {}
+        self.server_counters: dict[str, int] = {}
+        results_qos = link.subscription_qos(depth=10)
         for task in TASKS:
-            self.create_subscription(OUTPUT_TYPES[task], OUTPUT_TOPICS[task],
-                                     lambda msg, task=task: self._on_output(task, msg), qos_profile("reliable", 10))
+            self.create_subscription(RESULT_TYPES[task], RESULT_TOPICS[task],
+                                     lambda msg, task=task: self._on_output(task, msg), results_qos)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_output(self, task: str, msg) -> None:
         now = time.monotonic()
@@ -241,38 +278,73 @@ class DriverNode(LadonNode):
                 if len(entry.arrived) == len(TASKS):
                     self.done.notify_all()
 
-    def send_one(self, timeout: float) -> float | None:
-        """Publish the next frame and wait for its three outputs: the latency in seconds, or None on timeout."""
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Keep the server's lifetime counters (summed over the robots it serves)."""
+        totals: dict[str, int] = {}
+        for status in msg.status:
+            if not status.name.startswith("ladon_server"):
+                continue
+            for kv in status.values:
+                if kv.key in SERVER_COUNTERS:
+                    try:
+                        totals[kv.key] = totals.get(kv.key, 0) + int(kv.value)
+                    except ValueError:
+                        continue
+        if any(s.name.startswith("ladon_server") for s in msg.status):
+            with self.lock:
+                self.server_counters = totals
+
+    def send_one(self, timeout: float) -> tuple[tuple[int, int], float | None]:
+        """Publish the next frame and wait for its three outputs until its deadline: its key, and the latency in
+        seconds or None (the entry stays in ``pending`` so a late completion is seen)."""
         frame = self.frames[self.next_frame % len(self.frames)]
         self.next_frame += 1
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id="camera")
         msg = array_to_image_msg(frame, "rgb8", header)
         key = (header.stamp.sec, header.stamp.nanosec)
+        sent = time.monotonic()
         with self.lock:
-            entry = self.pending[key] = _Pending(time.monotonic(), {})
+            entry = self.pending[key] = _Pending(sent, {}, sent + timeout)
         self.publisher.publish(msg)
-        deadline = entry.sent + timeout
         with self.lock:
-            while len(entry.arrived) < len(TASKS) and time.monotonic() < deadline:
-                self.done.wait(timeout=max(0.0, deadline - time.monotonic()))
-            del self.pending[key]
+            while len(entry.arrived) < len(TASKS) and time.monotonic() < entry.deadline:
+                self.done.wait(timeout=max(0.0, entry.deadline - time.monotonic()))
             if len(entry.arrived) < len(TASKS):
-                return None
-            return max(entry.arrived.values()) - entry.sent
+                return key, None
+            del self.pending[key]
+            return key, max(entry.arrived.values()) - entry.sent
 
     def command(self, cmd: dict) -> dict:
         if cmd["cmd"] == "warmup":
             start = time.monotonic()
             while time.monotonic() - start < float(cmd.get("timeout", 180)):
-                if (latency := self.send_one(2.0)) is not None:
+                key, latency = self.send_one(2.0)
+                with self.lock:
+                    self.pending.pop(key, None)
+                if latency is not None:
                     return {"ok": True, "seconds": time.monotonic() - start, "latency": latency}
             return {"ok": False, "seconds": time.monotonic() - start}
         if cmd["cmd"] == "run":
-            latencies = []
-            for _ in range(int(cmd["frames"])):
-                latencies.append(self.send_one(float(cmd.get("timeout", 30))))
+            latencies: list[float | None] = []
+            missed: list[tuple[int, tuple[int, int]]] = []
+            for i in range(int(cmd["frames"])):
+                key, latency = self.send_one(float(cmd.get("timeout", 30)))
+                latencies.append(latency)
+                if latency is None:
+                    missed.append((i, key))
                 time.sleep(float(cmd.get("gap", 0.05)))
-            return {"latencies": latencies}
+            time.sleep(float(cmd.get("settle", 0.0)))  # late completions and the server's next /diagnostics
+            outcomes = ["delivered" if x is not None else "lost" for x in latencies]
+            late: list[float] = []
+            with self.lock:
+                for i, key in missed:
+                    entry = self.pending.pop(key, None)
+                    if entry is not None and len(entry.arrived) == len(TASKS):
+                        outcomes[i] = "late"
+                        late.append(max(entry.arrived.values()) - entry.sent)
+                counters = dict(self.server_counters)
+            return {"latencies": latencies, "outcomes": outcomes, "late_latencies": late,
+                    "server_counters": counters}
         raise LadonError(f"unknown driver command {cmd!r}")
 
 

@@ -36,11 +36,17 @@ class EnergyModel:
         return cpu_s * self.cpu_power_w + airtime * self.radio_power_w
 
 
-def latency_summary(latencies: Sequence[float | None]) -> dict[str, Any]:
-    """Delivered/dropped counts and p50/p95/p99/mean of the delivered frames' latencies (seconds)."""
+def latency_summary(latencies: Sequence[float | None], outcomes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Delivered/dropped counts and p50/p95/p99/mean of the delivered frames' latencies (seconds).
+
+    ``outcomes`` (per frame: ``delivered``, ``late``, ``lost``) splits the dropped frames into ``late`` (complete
+    only after the deadline) and ``lost`` (never complete); without it every dropped frame counts as lost.
+    """
     got = np.array([x for x in latencies if x is not None], dtype=np.float64)
-    out: dict[str, Any] = {"frames": len(latencies), "delivered": int(got.size),
-                           "dropped": len(latencies) - int(got.size)}
+    dropped = len(latencies) - int(got.size)
+    late = sum(1 for o in outcomes or () if o == "late")
+    out: dict[str, Any] = {"frames": len(latencies), "delivered": int(got.size), "dropped": dropped,
+                           "late": late, "lost": dropped - late}
     for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
         out[name] = float(np.percentile(got, q)) if got.size else None
     out["mean"] = float(got.mean()) if got.size else None
@@ -63,18 +69,22 @@ def markdown(document: dict[str, Any]) -> str:
         f"Frames: {s['images']} ({s['frame_size']}), {s['frames']} per link after {s['warmup']} warm-up. "
         f"Delay: {s['delay_note']}.",
         f"Energy model: {document['energy_model']['formula']}.",
+        f"Link profile: {s.get('link_profile', 'reliable')} (Fast DDS XML: {s.get('fastdds_xml', 'none')}); "
+        f"per-frame deadline: {s.get('deadline', '–')}.",
         "",
-        "| configuration | link | delivered | p50 ms | p95 ms | p99 ms | KB/frame up | KB/frame down | "
-        "packets lost | robot CPU ms/frame | robot mJ/frame |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | link | delivered | late | lost | server counted | p50 ms | p95 ms | p99 ms | "
+        "KB/frame up | KB/frame down | packets lost | robot CPU ms/frame | robot mJ/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in document["runs"]:
         if r.get("skipped"):
-            lines.append(f"| {r['config']} | {r['link']['name']} | skipped: {r['skipped']} | | | | | | | | |")
+            lines.append(f"| {r['config']} | {r['link']['name']} | skipped: {r['skipped']} | | | | | | | | | | | |")
             continue
         lat, w = r["latency_s"], r["wire_bytes_per_frame"]
+        server = ", ".join(f"{k} {v}" for k, v in r.get("server_counters", {}).items()) or "–"
         lines.append(
-            f"| {r['config']} | {r['link']['name']} | {lat['delivered']}/{lat['frames']} | "
+            f"| {r['config']} | {r['link']['name']} | {lat['delivered']}/{lat['frames']} | {lat.get('late', 0)} | "
+            f"{lat.get('lost', lat['dropped'])} | {server} | "
             f"{_fmt(lat['p50'], 1e3)} | {_fmt(lat['p95'], 1e3)} | {_fmt(lat['p99'], 1e3)} | "
             f"{w['uplink'] / 1024:.2f} | {w['downlink'] / 1024:.2f} | {r.get('lost_packets', 0)} | "
             f"{r['robot_cpu_s_per_frame'] * 1e3:.1f} | {r['robot_energy_j_per_frame'] * 1e3:.1f} |")
@@ -220,8 +230,9 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
     paths.append(_save(fig, out_dir / "energy.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    unshaped = [next((r for r in runs if r["config"] == c and r["link"]["rate_kbit"] is None
-                      and r["link"]["loss"] == 0), None) for c in configs]
+    # per configuration: the fastest lossless link measured (unshaped when it was)
+    unshaped = [max((r for r in runs if r["config"] == c and r["link"]["loss"] == 0),
+                    key=lambda r: _link_x(r["link"]), default=None) for c in configs]
     up = [r["wire_bytes_per_frame"]["uplink"] / 1024 if r else np.nan for r in unshaped]
     down = [r["wire_bytes_per_frame"]["downlink"] / 1024 if r else np.nan for r in unshaped]
     x = np.arange(len(configs))
@@ -246,3 +257,68 @@ def write_report(document: dict[str, Any], out_dir: str | os.PathLike[str], make
     if make_plots:
         paths += plots(document, out)
     return paths
+
+
+def profile_comparison(documents: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Compare ``ladon-bench-split`` results of several link profiles (name -> split_bench.json document): per
+    configuration, link rate and loss, each profile's delivered/late/lost frames and p50/p99, and whether its p99 is
+    at most twice its own p50 on the same link without loss with no frame delivered late (the tail target of
+    issue #10; ``None`` for the lossless reference cells). Returns the rows and a Markdown table."""
+    rows: list[dict[str, Any]] = []
+    for profile, doc in documents.items():
+        runs = [r for r in doc["runs"] if not r.get("skipped")]
+        base = {(r["config"], r["link"]["rate_kbit"]): r["latency_s"]["p50"] for r in runs if r["link"]["loss"] == 0}
+        for r in runs:
+            lat = r["latency_s"]
+            ref = base.get((r["config"], r["link"]["rate_kbit"]))
+            ok = None if r["link"]["loss"] == 0 else (  # the lossless cell is the reference
+                lat["p99"] is not None and ref is not None and lat["p99"] <= 2 * ref and lat.get("late", 0) == 0)
+            rows.append({"profile": profile, "config": r["config"], "rate_kbit": r["link"]["rate_kbit"],
+                         "loss": r["link"]["loss"], "frames": lat["frames"], "delivered": lat["delivered"],
+                         "late": lat.get("late", 0), "lost": lat.get("lost", lat["dropped"]), "p50": lat["p50"],
+                         "p99": lat["p99"], "lossless_p50": ref, "target_met": ok,
+                         "server": r.get("server_counters", {})})
+    rows.sort(key=lambda x: (x["config"], -(x["rate_kbit"] or math.inf), x["loss"], x["profile"]))
+    lines = ["| configuration | link | loss | profile | delivered | late | lost | p50 ms | p99 ms | "
+             "p99 ≤ 2 × lossless p50 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        rate = "unshaped" if x["rate_kbit"] is None else f"{x['rate_kbit'] / 1000:g} Mbit/s"
+        verdict = "reference" if x["target_met"] is None else "yes" if x["target_met"] else "**no**"
+        if x["late"]:
+            verdict += f" ({x['late']} late)"
+        lines.append(f"| {x['config']} | {rate} | {x['loss'] * 100:g} % | {x['profile']} | "
+                     f"{x['delivered']}/{x['frames']} | {x['late']} | {x['lost']} | {_fmt(x['p50'], 1e3, 0)} | "
+                     f"{_fmt(x['p99'], 1e3, 0)} | {verdict} (2 × {_fmt(x['lossless_p50'], 1e3, 0)}) |")
+    return rows, "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ladon_bench.report compare OUT NAME=DIR ...``: the profile comparison of several
+    ``ladon-bench-split`` output folders, written to OUT.md and OUT.json."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ladon_bench.report")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    compare = sub.add_parser("compare", help="compare link profiles (see profile_comparison)")
+    compare.add_argument("out", help="output path without suffix (.md and .json are written)")
+    compare.add_argument("runs", nargs="+", help="NAME=DIR: a profile name and its bench-split output folder")
+    args = parser.parse_args(argv)
+    documents = {}
+    for item in args.runs:
+        name, sep, folder = item.partition("=")
+        if not sep:
+            parser.error(f"expected NAME=DIR, got {item!r}")
+        documents[name] = json.loads((Path(folder) / "split_bench.json").read_text())
+    rows, table = profile_comparison(documents)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.md").write_text(table)  # not with_suffix: 'beta1.28' is no suffix
+    Path(f"{out}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

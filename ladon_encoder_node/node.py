@@ -42,6 +42,7 @@ from ladon_ros.compat import (
 )
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, packet_to_msg
 from ladon_ros.diagnostics import StreamStats
+from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, link_profile
 from ladon_ros.node_main import (
     LadonLifecycleNode,
     describe_incompatible_qos,
@@ -119,8 +120,12 @@ class LadonEncoderNode(LadonLifecycleNode):
                                    "(0 = every frame; settable at run time)", min_value=0.0,
                                    on_change=lambda v: setattr(self, "max_rate_hz", v))
         self.input_qos = declare_qos(self, "input_qos", reliability="best_effort", depth=5, what="the image input")
-        self.output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5,
-                                      what="the features output")
+        profile = link_profile(declare(self, "link_profile", DEFAULT_LINK_PROFILE, "Default QoS of the features "
+                                       "uplink: reliable (short Fast DDS heartbeat, config/fastdds_reliable.xml) or "
+                                       "latency (best-effort keep-last 1); output_qos.* overrides it",
+                                       choices=tuple(LINK_PROFILES)))
+        self.output_qos = declare_qos(self, "output_qos", reliability=profile.reliability,
+                                      depth=profile.publisher_depth, what="the features output")
         self.diagnostics_period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages",
                                           min_value=0.05)
         window_s = declare(self, "diagnostics.window_s", 10.0, "Rejects and drops within this many seconds set the "

@@ -108,3 +108,29 @@ class StreamStats:
             level, message = DiagnosticStatus.STALE, f"no frames for {silent_s:.1f} s"
         return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+class SequenceGaps:
+    """Frames lost in transit, from gaps in each publisher's sequence numbers (DDS ``publication_sequence_number``
+    of the received message's ``MessageInfo``).
+
+    :meth:`observe` returns how many numbers were skipped since the last message of that publisher: on a
+    best-effort link each skipped number is a sample the link lost (or the writer's keep-last history overwrote).
+    Repeated or older numbers (a reordered sample) count nothing. At most ``max_sources`` publishers are tracked;
+    the least recently seen one is forgotten first.
+    """
+
+    def __init__(self, max_sources: int = 64) -> None:
+        self.max_sources = max_sources
+        self._last: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+
+    def observe(self, source: bytes, sequence: int) -> int:
+        """Record message ``sequence`` of publisher ``source``; the number of messages missed before it."""
+        last = self._last.get(source)
+        if last is not None and sequence <= last:
+            return 0
+        self._last[source] = sequence
+        self._last.move_to_end(source)
+        while len(self._last) > self.max_sources:
+            self._last.popitem(last=False)
+        return 0 if last is None else sequence - last - 1

@@ -30,6 +30,7 @@ from pathlib import Path
 from ladon.assets import DEMO_MODEL_NAME, model_path, project_dir
 from ladon.tasks import TASKS
 from ladon_ros import EXIT_CONFIG_ERROR
+from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, link_profile
 
 PIPELINES = ("robot", "edge", "split")
 
@@ -58,6 +59,9 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("autostart", "true", "configure and activate the lifecycle nodes at start-up", _BOTH, bool),
     LaunchArgument("params_file", "", "parameters of all nodes (default: config/split.yaml)", _BOTH),
     LaunchArgument("log_level", "info", "log level of the nodes", _BOTH),
+    LaunchArgument("link_profile", DEFAULT_LINK_PROFILE, "QoS of the robot-edge link: reliable (every frame, "
+                   "short Fast DDS heartbeat) or latency (best-effort, lost frames counted); also picks the Fast DDS "
+                   "XML profile", _BOTH),
     LaunchArgument("image_topic", "image", "camera topic (remapped from 'image')", _BOTH),
     LaunchArgument("image_transport", "raw", "camera transport: raw or compressed (<image_topic>/compressed)",
                    _BOTH),
@@ -120,6 +124,7 @@ def robot_commands(args: argparse.Namespace, base: list[str]) -> list[NodeComman
     commands.append(NodeCommand("ladon_encoder", [
         _script("ladon_encoder"), *base, *model, *_identity(args), "-p", f"device:={args.encoder_device}",
         "-p", f"image_transport:={args.image_transport}", "-r", f"image:={args.image_topic}",
+        "-p", f"link_profile:={args.link_profile}",
         *(["-p", f"bundle:={args.bundle}"] if args.bundle else []), *args.encoder_args]))
     return commands
 
@@ -136,6 +141,7 @@ def edge_commands(args: argparse.Namespace, base: list[str]) -> list[NodeCommand
         _script("ladon_server"), *base, *model, *_identity(args), "-p", f"device:={args.device}", *robots,
         *[x for t in TASKS for x in ("-p", f"tasks.{t}:={_bool(t in tasks)}")],
         "-p", f"image_transport:={args.image_transport}", "-p", f"overlay.background:={args.overlay_background}",
+        "-p", f"link_profile:={args.link_profile}",
         "-r", f"image:={args.image_topic}", *args.server_args])]
 
 
@@ -247,12 +253,12 @@ def uses_fast_dds(env: dict[str, str]) -> bool:
     return env.get("RMW_IMPLEMENTATION", "") in ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
 
 
-def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the nodes: the Fast DDS shared-memory profile for large images, unless the user chose a
-    profile or another RMW."""
+def launch_env(base: dict[str, str] | None = None, profile: str = DEFAULT_LINK_PROFILE) -> dict[str, str]:
+    """Environment for the nodes: the Fast DDS XML of link profile ``profile`` (shared memory for large images;
+    ``reliable``: also the short heartbeat), unless the user chose a profile file or another RMW."""
     env = dict(os.environ if base is None else base)
     if uses_fast_dds(env):
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds_shm.xml"))
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_dir() / link_profile(profile).fastdds_xml))
     return env
 
 
@@ -328,6 +334,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name, arg in arguments_for("split").items():  # the other pipelines' fields, for one command builder
         if not hasattr(args, name):
             setattr(args, name, _convert(arg, arg.default, parser))
+    if args.link_profile not in LINK_PROFILES:
+        parser.error(f"launch argument link_profile must be one of {', '.join(LINK_PROFILES)}, got "
+                     f"{args.link_profile!r}")
     if not args.params_file:
         args.params_file = str(config_dir() / "split.yaml")
     if not args.model and not args.random_weights:
@@ -351,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.respawn < 0 or args.respawn_delay < 0:
         print("error: --respawn and --respawn-delay must be >= 0", file=sys.stderr)
         return 2
-    return run(commands, env=launch_env(), respawn=args.respawn, respawn_delay_s=args.respawn_delay)
+    return run(commands, env=launch_env(profile=args.link_profile), respawn=args.respawn,
+               respawn_delay_s=args.respawn_delay)
 
 
 if __name__ == "__main__":

@@ -71,8 +71,9 @@ from ladon_ros.conversions import (
     segmentation_png_msg,
     worst_case_message_bytes,
 )
-from ladon_ros.diagnostics import StreamStats
+from ladon_ros.diagnostics import SequenceGaps, StreamStats
 from ladon_ros.foxglove import FoxgloveOutputs
+from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, link_profile
 from ladon_ros.node_main import (
     LadonLifecycleNode,
     describe_incompatible_qos,
@@ -131,6 +132,8 @@ class Robot:
     camera: OverlayImageInput | None = None
     """The camera input of ``overlay.background: image`` (lazy, remap-aware)."""
     stats: StreamStats = dataclasses.field(default_factory=StreamStats)
+    gaps: SequenceGaps = dataclasses.field(default_factory=SequenceGaps)
+    """Per features publisher: skipped sequence numbers = frames lost in transit (counted as lost_in_transit)."""
     ack: Publisher | None = None
     """``ladon/features/ack``: per-frame receipts for the robot's rate control (parameter ``acks``)."""
     foxglove: FoxgloveOutputs | None = None  # ladon/annotations, ladon/segmentation/color (issue #14)
@@ -210,8 +213,19 @@ class LadonServerNode(LadonLifecycleNode):
         self.max_sources = declare(self, "max_publishers_per_robot", 4, "Publishers of one robot's features topic "
                                    "that get their own queue and an equal share of the robot's turns (by GID); "
                                    "more share one queue", min_value=1, max_value=1024)
-        features_qos = declare_qos(self, "features_qos", reliability="reliable", depth=50, what="ladon/features")
-        output_qos = declare_qos(self, "output_qos", reliability="reliable", depth=5, what="the outputs")
+        profile = link_profile(declare(self, "link_profile", DEFAULT_LINK_PROFILE, "Default QoS of the robot-edge "
+                                       "link topics (features in, results out): reliable (short Fast DDS heartbeat, "
+                                       "config/fastdds_reliable.xml) or latency (best-effort, losses counted as "
+                                       "lost_in_transit); features_qos.* / output_qos.* override it",
+                                       choices=tuple(LINK_PROFILES)))
+        features_qos = declare_qos(self, "features_qos", reliability=profile.reliability,
+                                   depth=profile.features_subscription_depth, what="ladon/features")
+        output_qos = declare_qos(self, "output_qos", reliability=profile.reliability, depth=profile.publisher_depth,
+                                 what="the outputs")
+        self.max_stamp_age_s = declare(self, "max_stamp_age_s", 0.0, "Drop features whose camera stamp is older "
+                                       "than this on arrival (a packet repaired too late), counted as stale_stamp; "
+                                       "needs robot and edge clocks in sync (0 = never)", min_value=0.0,
+                                       max_value=3600.0)
         image_qos = declare_qos(self, "image_qos", reliability="reliable", depth=5,
                                 what="<robot>/image (overlay.background: image)")
         self.diag_window_s = declare(self, "diagnostics.window_s", 10.0, "Drops and rejects within this many "
@@ -446,7 +460,17 @@ class LadonServerNode(LadonLifecycleNode):
     # ------------------------------------------------------------------------------------------------ callbacks
     def _on_features(self, robot: Robot, raw: bytes, info: dict | None) -> None:
         """Check the size before deserialising, then the packet (CRC, fields, model, geometry caps) before it can
-        take a queue slot; queue it under its publisher. Never blocks on inference."""
+        take a queue slot; queue it under its publisher. Never blocks on inference. Gaps in the publisher's
+        sequence numbers are counted as ``lost_in_transit`` first (a rejected message was not lost)."""
+        gid = info.get("publisher_gid") if info else None
+        source = bytes(gid["data"]) if isinstance(gid, dict) and "data" in gid else None
+        sequence = info.get("publication_sequence_number") if info else None
+        if source is not None and isinstance(sequence, int) and sequence > 0:
+            missed = robot.gaps.observe(source, sequence)
+            if missed:
+                with self._cond:
+                    for _ in range(missed):
+                        robot.stats.count("lost_in_transit")
         try:
             if len(raw) > self.max_message_bytes:
                 raise MessageTooLargeError(f"features message of {len(raw)} bytes exceeds max_message_bytes "
@@ -459,8 +483,13 @@ class LadonServerNode(LadonLifecycleNode):
         except LadonError as exc:
             self._reject(robot, exc)
             return
-        gid = info.get("publisher_gid") if info else None
-        source = bytes(gid["data"]) if isinstance(gid, dict) and "data" in gid else None
+        if self.max_stamp_age_s:
+            age = stamp_age_s(self, msg.header)
+            if age is not None and age > self.max_stamp_age_s:
+                with self._cond:
+                    robot.stats.count("stale_stamp", f"camera stamp {age:.2f} s old > max_stamp_age_s "
+                                      f"{self.max_stamp_age_s:g}")
+                return
         received = ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms))
         if packet.group is not None:  # a channel group: served when its frame is complete (or partial)
             self._on_group(robot, received, source)

@@ -18,15 +18,20 @@ from launch import LaunchDescription
 
 PACKAGE = "ladon_bringup"
 FAST_DDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
+FASTDDS_XML = {"reliable": "fastdds_reliable.xml", "latency": "fastdds_shm.xml"}
+"""Fast DDS XML of each link profile (ladon_ros.link_profiles.LINK_PROFILES)."""
 TASKS = ("classification", "detection", "segmentation")
 
 
 def _fastdds_profile(context, *args, **kwargs):
-    """The shipped profile for large images, only if the user set none and runs Fast DDS."""
+    """The shipped Fast DDS profile of ``link_profile`` (reliable: fastdds_reliable.xml, 16 MB shared memory
+    + a 20 ms heartbeat; latency: fastdds_shm.xml), only if the user set none and runs Fast DDS."""
     if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("RMW_IMPLEMENTATION", "") not in FAST_DDS_RMWS:
         return []
     return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
-                                   PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fastdds_shm.xml"]))]
+                                   PathJoinSubstitution([FindPackageShare(PACKAGE), "config", FASTDDS_XML.get(
+                                       context.perform_substitution(LaunchConfiguration("link_profile")),
+                                       "fastdds_reliable.xml")]))]
 
 
 def _task_enabled(task: str) -> PythonExpression:
@@ -48,6 +53,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "split.yaml"]),
                               description="Parameters of all nodes"),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the nodes"),
+        DeclareLaunchArgument("link_profile", default_value="reliable",
+                              description="QoS of the robot-edge link: reliable (short heartbeat) or latency "
+                                          "(best-effort, lost frames counted)"),
         DeclareLaunchArgument("image_topic", default_value="image",
                               description="Camera topic of the overlay input (remapped 'image')"),
         DeclareLaunchArgument("image_transport", default_value="raw",
@@ -68,6 +76,7 @@ def generate_launch_description() -> LaunchDescription:
             "device": LaunchConfiguration("device"), "robots": LaunchConfiguration("robots"),
             "image_transport": LaunchConfiguration("image_transport"),
             "overlay.background": LaunchConfiguration("overlay_background"),
+            "link_profile": LaunchConfiguration("link_profile"),
             **{f"tasks.{t}": _task_enabled(t) for t in TASKS}}],
         remappings=[("image", LaunchConfiguration("image_topic"))],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],

@@ -23,15 +23,19 @@ from launch import LaunchDescription
 
 PACKAGE = "ladon_bringup"
 FAST_DDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
+FASTDDS_XML = {"reliable": "fastdds_reliable.xml", "latency": "fastdds_shm.xml"}
+"""Fast DDS XML of each link profile (ladon_ros.link_profiles.LINK_PROFILES)."""
 
 
 def _fastdds_profile(context, *args, **kwargs):
-    """The shipped profile (16 MB shared-memory segments: camera-size best-effort images arrive whole), only if the
-    user set none and runs Fast DDS."""
+    """The shipped Fast DDS profile of ``link_profile`` (reliable: fastdds_reliable.xml, 16 MB shared memory
+    + a 20 ms heartbeat; latency: fastdds_shm.xml), only if the user set none and runs Fast DDS."""
     if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("RMW_IMPLEMENTATION", "") not in FAST_DDS_RMWS:
         return []
     return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
-                                   PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fastdds_shm.xml"]))]
+                                   PathJoinSubstitution([FindPackageShare(PACKAGE), "config", FASTDDS_XML.get(
+                                       context.perform_substitution(LaunchConfiguration("link_profile")),
+                                       "fastdds_reliable.xml")]))]
 
 
 def _true(name: str) -> PythonExpression:
@@ -53,6 +57,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "split.yaml"]),
                               description="Parameters of all nodes"),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the nodes"),
+        DeclareLaunchArgument("link_profile", default_value="reliable",
+                              description="QoS of the robot-edge link: reliable (short heartbeat) or latency "
+                                          "(best-effort, lost frames counted)"),
         DeclareLaunchArgument("image_topic", default_value="image", description="Camera topic (remapped 'image')"),
         DeclareLaunchArgument("image_transport", default_value="raw",
                               description="raw, or compressed (subscribes <image_topic>/compressed)"),
@@ -88,7 +95,8 @@ def generate_launch_description() -> LaunchDescription:
                                                "random_weights": LaunchConfiguration("random_weights"),
                                                "device": LaunchConfiguration("encoder_device"),
                                                "bundle": LaunchConfiguration("bundle"),
-                                               "image_transport": LaunchConfiguration("image_transport")}],
+                                               "image_transport": LaunchConfiguration("image_transport"),
+                                               "link_profile": LaunchConfiguration("link_profile")}],
              remappings=remap, ros_arguments=ros_args, on_exit=Shutdown(reason="a Ladon node exited")),
         Node(package="tf2_ros", executable="static_transform_publisher", name="ladon_camera_tf",
              namespace=namespace, arguments=["--frame-id", "map", "--child-frame-id", "camera"],

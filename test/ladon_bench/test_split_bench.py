@@ -27,7 +27,8 @@ CLASSES = ("circle", "cross", "ring", "square", "star", "triangle")
 def test_parser_defaults_cover_the_issue_matrix() -> None:
     args = build_parser().parse_args([])
     assert args.rates.split(",") == ["unshaped", "50Mbit", "10Mbit", "5Mbit", "1Mbit"]
-    assert args.losses == "0,0.01" and args.low_rate == "37.5kbit"
+    assert args.losses == "0,0.01,0.05" and args.low_rate == "37.5kbit"
+    assert args.link_profile == "reliable" and not args.no_fastdds_profile and args.subnet == 213
     assert args.configs.split(",") == ["ladon", "es", "jpeg", "raw", "local"]
     assert len(args.jpeg_qualities.split(",")) == 2 and args.robot_quota == 0.5
 
@@ -48,9 +49,12 @@ def test_smoke_every_configuration_over_a_lossy_shaped_link(tmp_path) -> None:
     doc = json.loads((out / "split_bench.json").read_text())
     runs = {r["config"]: r for r in doc["runs"]}
     assert set(runs) == {"ladon β=1.28", "entropic-student β=1.28", "jpeg q50", "jpeg q90", "raw", "local"}
+    assert doc["settings"]["link_profile"] == "reliable"
     for run in runs.values():
         assert run["latency_s"]["delivered"] == 2, run
+        assert run["outcomes"] == ["delivered", "delivered"] and run["latency_s"]["late"] == 0
         assert run["robot_cpu_s_per_frame"] > 0
+    assert runs["ladon β=1.28"]["server_counters"].get("frames") == 2  # the server's /diagnostics reached the sink
     # the frames crossed the emulated link (not shared memory): raw pixels are on the veth
     frame_bytes = 160 * 160 * 3
     assert runs["raw"]["wire_bytes_per_frame"]["uplink"] > frame_bytes

@@ -50,7 +50,7 @@ def test_demo_writes_overlays_results_and_stats(tiny_model_path, tmp_path, monke
     assert sum(frame["segmentation_pixels_per_class_id"].values()) == h * w
 
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["frames"] == 1 and stats["fastdds_profile"].endswith("fastdds_shm.xml")
+    assert stats["frames"] == 1 and stats["fastdds_profile"].endswith("fastdds_reliable.xml")  # default profile
     (row,) = stats["rows"]
     assert row["original_size"] == [h, w] and row["raw_rgb_bytes"] == h * w * 3
     assert row["payload_bytes"] > 0 and row["raw_over_payload"] > 1

@@ -178,7 +178,7 @@ def test_split_with_no_arguments_shows_learned_outputs(ros_context, prefix):
         executor.shutdown()
         recorder.destroy_node()
     assert code == 0, output[-4000:]
-    profile = str(prefix / "share/ladon_bringup/config/fastdds_shm.xml")
+    profile = str(prefix / "share/ladon_bringup/config/fastdds_reliable.xml")  # link_profile:=reliable (default)
     assert environs and all(e.get("FASTDDS_DEFAULT_PROFILES_FILE") == profile for e in environs)
     assert tuple(recorder.labels["classification"].values()) == SHAPES_CLASSES
     frame = frames[0]

@@ -155,7 +155,9 @@ def test_config_dir_finds_the_checkout_config():
 
 def test_launch_env_sets_fastdds_profile_unless_already_set(monkeypatch):
     assert "FASTDDS_DEFAULT_PROFILES_FILE" not in launcher.launch_env({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"})
-    env = launcher.launch_env({"PATH": "/bin"})
+    env = launcher.launch_env({"PATH": "/bin"})  # the default link profile, reliable: the short heartbeat
+    assert env == {"PATH": "/bin", "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_reliable.xml")}
+    env = launcher.launch_env({"PATH": "/bin"}, profile="latency")
     assert env == {"PATH": "/bin", "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_shm.xml")}
     assert launcher.launch_env({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})["FASTDDS_DEFAULT_PROFILES_FILE"] == \
         "/mine.xml"

@@ -11,7 +11,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 
 from ladon.errors import LadonError
-from ladon_ros.diagnostics import StreamStats
+from ladon_ros.diagnostics import SequenceGaps, StreamStats
 from ladon_ros.params import ParameterError, check_model_identity, declare, declare_qos, qos_profile
 
 
@@ -281,3 +281,16 @@ def test_window_bounds_every_series():
         stats.frame(stamp_age_s=float(i), nbytes=i, timings_ms={"encode": float(i)}, now=float(i))
     assert list(stats.ages_s) == [7.0, 8.0, 9.0] and list(stats.sizes) == [7, 8, 9]
     assert list(stats.timings_ms["encode"]) == [7.0, 8.0, 9.0] and list(stats.arrivals) == [7.0, 8.0, 9.0]
+
+
+def test_sequence_gaps_count_skipped_numbers_per_publisher():
+    gaps = SequenceGaps(max_sources=2)
+    assert gaps.observe(b"a", 1) == 0  # first message of a publisher: nothing known before it
+    assert gaps.observe(b"a", 2) == 0
+    assert gaps.observe(b"a", 5) == 2  # 3 and 4 lost
+    assert gaps.observe(b"a", 4) == 0 and gaps.observe(b"a", 5) == 0  # late or repeated: no gap, no double count
+    assert gaps.observe(b"b", 10) == 0 and gaps.observe(b"b", 12) == 1  # per publisher
+    assert gaps.observe(b"a", 6) == 0
+    assert gaps.observe(b"c", 1) == 0  # a third publisher evicts the least recently seen one (b)
+    assert gaps.observe(b"b", 20) == 0  # b starts over
+    assert gaps.observe(b"a", 8) == 0  # a was evicted by b in turn: tracking is bounded, never unbounded
