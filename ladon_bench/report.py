@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ladon_bench.scenario416 import scenario_table
+
 
 @dataclass(frozen=True)
 class EnergyModel:
@@ -93,6 +95,7 @@ def markdown(document: dict[str, Any]) -> str:
                          f"{h['latency_reduction_vs_local_pct']:+.1f} % / "
                          f"{h['energy_reduction_vs_local_pct']:+.1f} % | {h['lowest_energy']} | {ladon} |")
         lines += ["", "Reductions are (local − configuration) / local; negative means slower or costlier than local."]
+    lines += scenario_table(document["runs"])
     lines += ["", "Notes:", *[f"- {n}" for n in document.get("notes", [])], ""]
     return "\n".join(lines)
 

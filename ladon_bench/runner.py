@@ -32,6 +32,7 @@ from ladon.assets import AUTHORS_MODEL_NAME, DEMO_MODEL_NAMES, bundled_shapes_di
 from ladon.bench import machine_description as bench_machine_description
 from ladon.errors import LadonError
 from ladon.image_io import list_images
+from ladon_bench import scenario416
 from ladon_bench.link import LinkSetupError, LinkSpec, LinkTestbed, parse_rate
 from ladon_bench.report import EnergyModel, latency_summary, write_report
 
@@ -51,6 +52,8 @@ class BenchConfig:
     robot: list[list[str]]
     edge: list[list[str]] = field(default_factory=list)
     note: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
+    """Extra fields copied into every run of this configuration (e.g. ``synthetic_payload``)."""
 
 
 def default_models() -> list[str]:
@@ -78,16 +81,19 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     from ladon.model import load_model
 
     kinds = [k.strip() for k in args.configs.split(",") if k.strip()]
-    unknown = set(kinds) - set(CONFIG_KINDS)
+    unknown = set(kinds) - set(CONFIG_KINDS) - set(scenario416.SCENARIO_KINDS)
     if unknown:
-        raise LadonError(f"unknown configuration(s) {sorted(unknown)}; choose from {', '.join(CONFIG_KINDS)}")
+        raise LadonError(f"unknown configuration(s) {sorted(unknown)}; choose from "
+                         f"{', '.join(CONFIG_KINDS + scenario416.SCENARIO_KINDS)}")
     if not args.model:
         raise LadonError("no Ladon model: pass --model FILE (the bundled models/demo.pt is missing)")
     edge_threads = str(max(1, len(os.sched_getaffinity(0)) - 1))
     configs: list[BenchConfig] = []
     first = args.model[0]
     for kind in kinds:
-        if kind == "ladon":
+        if kind in scenario416.SCENARIO_KINDS:
+            configs += [BenchConfig(**c) for c in scenario416.scenario_configs(kind, args, edge_threads)]
+        elif kind == "ladon":
             for path in args.model:
                 beta = load_model(path).config.beta
                 configs.append(BenchConfig(
@@ -260,7 +266,7 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
         tb.edge_group.add(dp.pid)  # the harness (camera + collector) is not robot workload
         driver = Driver(dp)
         driver.reply(60)  # {"ready": true}
-        local = config.kind == "local"
+        local = config.kind in ("local", "local-416")
         tb.apply(LinkSpec())
         warm = driver.send({"cmd": "warmup", "timeout": args.startup_timeout}, args.startup_timeout + 30)
         if not warm["ok"]:
@@ -306,6 +312,7 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
             })
             if config.note:
                 run["note"] = config.note
+            run.update(config.labels)
             if link.rate_kbit is None and link.loss == 0 and not local:
                 bytes_per_frame, base_latency = up + down, lat["p50"]
             runs.append(run)
@@ -353,8 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radio-power-w", type=float, default=EnergyModel.radio_power_w)
     p.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID of the benchmark's nodes")
     p.add_argument("--prefix", default="ladon-", help="name prefix of the namespaces and cgroups")
+    p.add_argument("--subnet", type=int, default=213, help="second octet of the link's addresses (10.N.0.1/.2)")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "split"), help="output folder")
     p.add_argument("--no-plots", action="store_true")
+    scenario416.add_arguments(p)
     return p
 
 
@@ -380,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configs = build_configs(args)
         with LinkTestbed(prefix=args.prefix, robot_cpus=args.robot_cpus, robot_quota=args.robot_quota or None,
-                     edge_cpus=args.edge_cpus) as tb:
+                     edge_cpus=args.edge_cpus, subnet=args.subnet) as tb:
             args.netem = tb.netem
             links = build_links(args)
             runs: list[dict[str, Any]] = []
@@ -415,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "local: " + next((c.note for c in configs if c.kind == "local"), "not run"),
                     "jpeg/raw: the server runs the uncompressed teacher once per task (three per-task models); "
                     + ("trained teacher." if args.teacher else "random teacher weights (compute is identical)."),
+                    *scenario416.scenario_notes(configs),
                 ],
             }
         if not runs:
