@@ -268,7 +268,8 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
         driver.reply(60)  # {"ready": true}
         local = config.kind in ("local", "local-416")
         tb.apply(LinkSpec())
-        warm = driver.send({"cmd": "warmup", "timeout": args.startup_timeout}, args.startup_timeout + 30)
+        warm = driver.send({"cmd": "warmup", "timeout": args.startup_timeout,
+                            "frame_timeout": scenario416.warmup_frame_timeout(config.kind)}, args.startup_timeout + 30)
         if not warm["ok"]:
             procs.check()
             raise LadonError(f"{config.name}: no complete result within {args.startup_timeout} s of starting")

@@ -94,8 +94,10 @@ def test_r50_configs_follow_the_options() -> None:
 
 
 def _run(kind: str, config: str, link: str, p50: float, mj: float) -> dict:
-    return {"kind": kind, "config": config, "link": {"name": link}, "latency_s": {"p50": p50, "p95": p50 * 1.1},
-            "wire_bytes_per_frame": {"uplink": 2048.0}, "robot_energy_j_per_frame": mj / 1e3}
+    rate = 1000.0 if link.startswith("1Mbit") else None
+    return {"kind": kind, "config": config, "link": {"name": link, "rate_kbit": rate},
+            "latency_s": {"p50": p50, "p95": p50 * 1.1}, "wire_bytes_per_frame": {"uplink": 2048.0, "downlink": 512.0},
+            "robot_energy_j_per_frame": mj / 1e3}
 
 
 def test_table_compares_ladon_with_local_and_the_best_jpeg_per_link() -> None:
@@ -107,4 +109,11 @@ def test_table_compares_ladon_with_local_and_the_best_jpeg_per_link() -> None:
     (row,) = [line for line in lines if line.startswith("| 1Mbit")]
     assert "-100.0 % / +50.0 %" in row  # vs local: twice as slow, half the energy
     assert "jpeg q50 416²: 800, 100" in row and "-150.0 % / -150.0 %" in row
+    assert "| 2.0 | 16 | 0.5 |" in row  # 2 KB up = 16 ms of airtime at 1 Mbit/s; 0.5 KB down
     assert scenario_table(runs[:3]) == []
+
+
+def test_only_the_scenario_kinds_wait_longer_per_warm_up_frame() -> None:
+    from ladon_bench.scenario416 import warmup_frame_timeout
+    assert [warmup_frame_timeout(k) for k in CONFIG_KINDS] == [2.0] * len(CONFIG_KINDS)
+    assert all(warmup_frame_timeout(k) >= 10.0 for k in SCENARIO_KINDS)
