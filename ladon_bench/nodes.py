@@ -233,7 +233,8 @@ class DriverNode(LadonNode):
     """Camera + result collector on the robot, one frame in flight at a time.
 
     Commands (one JSON object per stdin line; one JSON reply per line on stdout):
-    ``{"cmd": "warmup", "timeout": s}`` sends a frame every 2 s until one comes back complete;
+    ``{"cmd": "warmup", "timeout": s, "frame_timeout": f}`` sends a frame every ``f`` s (default 2) until one
+    comes back complete;
     ``{"cmd": "run", "frames": n, "timeout": s}`` sends ``n`` frames, each after the previous one completed or
     its deadline (``timeout`` s) passed, and replies with per-frame latencies (``null`` = not all three outputs
     arrived in time), per-frame outcomes (``delivered``; ``late``: completed after its deadline, which is counted
@@ -318,7 +319,7 @@ class DriverNode(LadonNode):
         if cmd["cmd"] == "warmup":
             start = time.monotonic()
             while time.monotonic() - start < float(cmd.get("timeout", 180)):
-                key, latency = self.send_one(2.0)
+                key, latency = self.send_one(float(cmd.get("frame_timeout", 2.0)))
                 with self.lock:
                     self.pending.pop(key, None)
                 if latency is not None:

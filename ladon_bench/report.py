@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ladon_bench.scenario416 import scenario_table
+
 
 @dataclass(frozen=True)
 class EnergyModel:
@@ -103,6 +105,7 @@ def markdown(document: dict[str, Any]) -> str:
                          f"{h['latency_reduction_vs_local_pct']:+.1f} % / "
                          f"{h['energy_reduction_vs_local_pct']:+.1f} % | {h['lowest_energy']} | {ladon} |")
         lines += ["", "Reductions are (local − configuration) / local; negative means slower or costlier than local."]
+    lines += scenario_table(document["runs"])
     lines += ["", "Notes:", *[f"- {n}" for n in document.get("notes", [])], ""]
     return "\n".join(lines)
 
@@ -176,18 +179,19 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
     runs = [r for r in document["runs"] if not r.get("skipped") and r["latency_s"]["p50"] is not None]
     configs = list(dict.fromkeys(r["config"] for r in runs))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(configs)}
+    on_robot = {r["config"] for r in runs if r["link"]["name"] == "none (on the robot)"}  # local computing
     paths = []
 
-    losses = sorted({r["link"]["loss"] for r in runs if r["config"] != "local"})
+    losses = sorted({r["link"]["loss"] for r in runs if r["config"] not in on_robot})
     fig, axes = plt.subplots(1, max(1, len(losses)), figsize=(6.5 * max(1, len(losses)), 4.5), squeeze=False)
     for ax, loss in zip(axes[0], losses or [0.0]):
         for c in configs:
             rs = sorted((r for r in runs if r["config"] == c and r["link"]["loss"] == loss),
                         key=lambda r: _link_x(r["link"]))
-            if c == "local":
-                local = [r for r in runs if r["config"] == "local"]
+            if c in on_robot:
+                local = [r for r in runs if r["config"] == c]
                 if local:
-                    ax.axhline(local[0]["latency_s"]["p50"] * 1e3, color=colors[c], ls="--", label="local (no link)")
+                    ax.axhline(local[0]["latency_s"]["p50"] * 1e3, color=colors[c], ls="--", label=f"{c} (no link)")
                 continue
             if not rs:
                 continue
@@ -198,7 +202,7 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.fill_between(x, p50, p95, color=colors[c], alpha=0.15)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ticks = sorted({_link_x(r["link"]) for r in runs if r["config"] != "local"})
+        ticks = sorted({_link_x(r["link"]) for r in runs if r["config"] not in on_robot})
         ax.set_xticks(ticks, [_rate_label(t) for t in ticks], rotation=30, fontsize=7)
         ax.minorticks_off()
         ax.set_xlabel("link data rate (both directions)")
@@ -211,13 +215,14 @@ def plots(document: dict[str, Any], out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     energy_loss = min(losses) if losses else 0.0  # the lossless links when measured
-    rates = sorted({_link_x(r["link"]) for r in runs if r["config"] != "local" and r["link"]["loss"] == energy_loss})
+    rates = sorted({_link_x(r["link"]) for r in runs if r["config"] not in on_robot
+                    and r["link"]["loss"] == energy_loss})
     width = 0.8 / max(1, len(rates))
     for i, rate in enumerate(rates or [UNSHAPED_X]):
         ys = []
         for c in configs:
-            match = [r for r in runs if r["config"] == c and (c == "local" or (_link_x(r["link"]) == rate
-                                                                              and r["link"]["loss"] == energy_loss))]
+            match = [r for r in runs if r["config"] == c and (c in on_robot or (_link_x(r["link"]) == rate
+                                                                                and r["link"]["loss"] == energy_loss))]
             ys.append(match[0]["robot_energy_j_per_frame"] * 1e3 if match else np.nan)
         ax.bar(np.arange(len(configs)) + i * width, ys, width, label=_rate_label(rate) if rates else None)
     ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2, configs, rotation=20, fontsize=8)

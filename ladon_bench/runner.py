@@ -38,6 +38,7 @@ from ladon.assets import AUTHORS_MODEL_NAME, DEMO_MODEL_NAMES, bundled_shapes_di
 from ladon.bench import machine_description as bench_machine_description
 from ladon.errors import LadonError
 from ladon.image_io import list_images
+from ladon_bench import scenario416
 from ladon_bench.link import LinkSetupError, LinkSpec, LinkTestbed, parse_rate
 from ladon_bench.report import EnergyModel, latency_summary, write_report
 from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, link_profile
@@ -62,6 +63,8 @@ class BenchConfig:
     robot: list[list[str]]
     edge: list[list[str]] = field(default_factory=list)
     note: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
+    """Extra fields copied into every run of this configuration (e.g. ``synthetic_payload``)."""
 
 
 def default_models() -> list[str]:
@@ -89,9 +92,10 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     from ladon.model import load_model
 
     kinds = [k.strip() for k in args.configs.split(",") if k.strip()]
-    unknown = set(kinds) - set(CONFIG_KINDS)
+    unknown = set(kinds) - set(CONFIG_KINDS) - set(scenario416.SCENARIO_KINDS)
     if unknown:
-        raise LadonError(f"unknown configuration(s) {sorted(unknown)}; choose from {', '.join(CONFIG_KINDS)}")
+        raise LadonError(f"unknown configuration(s) {sorted(unknown)}; choose from "
+                         f"{', '.join(CONFIG_KINDS + scenario416.SCENARIO_KINDS)}")
     if not args.model:
         raise LadonError("no Ladon model: pass --model FILE (the bundled models/demo.pt is missing)")
     edge_threads = str(max(1, len(os.sched_getaffinity(0)) - 1))
@@ -99,7 +103,9 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     configs: list[BenchConfig] = []
     first = args.model[0]
     for kind in kinds:
-        if kind == "ladon":
+        if kind in scenario416.SCENARIO_KINDS:
+            configs += [BenchConfig(**c) for c in scenario416.scenario_configs(kind, args, edge_threads)]
+        elif kind == "ladon":
             for path in args.model:
                 beta = load_model(path).config.beta
                 configs.append(BenchConfig(
@@ -322,9 +328,10 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
         tb.edge_group.add(dp.pid)  # the harness (camera + collector) is not robot workload
         driver = Driver(dp)
         driver.reply(60)  # {"ready": true}
-        local = config.kind == "local"
+        local = config.kind in ("local", "local-416")
         tb.apply(LinkSpec())
-        warm = driver.send({"cmd": "warmup", "timeout": args.startup_timeout}, args.startup_timeout + 30)
+        warm = driver.send({"cmd": "warmup", "timeout": args.startup_timeout,
+                            "frame_timeout": scenario416.warmup_frame_timeout(config.kind)}, args.startup_timeout + 30)
         if not warm["ok"]:
             procs.check()
             raise LadonError(f"{config.name}: no complete result within {args.startup_timeout} s of starting")
@@ -376,6 +383,7 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
             })
             if config.note:
                 run["note"] = config.note
+            run.update(config.labels)
             if bytes_per_frame is None and link.loss == 0 and not local and lat["p50"] is not None:
                 # the first lossless link: bytes per frame and the latency without the transfer time
                 bytes_per_frame = up + down
@@ -436,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subnet", type=int, default=213, help="the link's addresses are 10.SUBNET.0.1/2 (1..254)")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "split"), help="output folder")
     p.add_argument("--no-plots", action="store_true")
+    scenario416.add_arguments(p)
     return p
 
 
@@ -509,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "local: " + next((c.note for c in configs if c.kind == "local"), "not run"),
                     "jpeg/raw: the server runs the uncompressed teacher once per task (three per-task models); "
                     + ("trained teacher." if args.teacher else "random teacher weights (compute is identical)."),
+                    *scenario416.scenario_notes(configs),
                 ],
             }
         if not runs:
