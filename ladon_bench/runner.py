@@ -344,6 +344,7 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
             run: dict[str, Any] = {"config": config.name, "kind": config.kind,
                                    "link": {**link.to_dict(), "name": "none (on the robot)" if local else link.name}}
             expected = None
+            wanted = args.frames if link.loss > 0 or args.lossless_frames is None else args.lossless_frames
             if bytes_per_frame is not None:
                 expected = bytes_per_frame * 8 / link.rate_bits_per_s + (base_latency or 0.0)
             if expected is not None and link.rate_kbit is not None:
@@ -353,9 +354,9 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
                     runs.append(run)
                     print(f"[bench-split] {config.name} @ {link.name}: {run['skipped']}", flush=True)
                     continue
-                frames = min(args.frames, max(3, int(args.max_link_seconds / max(expected, 1e-3))))
+                frames = min(wanted, max(3, int(args.max_link_seconds / max(expected, 1e-3))))
             else:
-                frames = args.frames
+                frames = wanted
             timeout = 30.0 if local else frame_deadline(args, expected)
             tb.apply(link)
             time.sleep(0.3)
@@ -428,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-rate", default=DEFAULT_LOW_RATE, help="extra low-rate point at loss 0 ('' = none)")
     p.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay, when the kernel has netem")
     p.add_argument("--frames", type=int, default=20, help="measured frames per link (fewer on slow links)")
+    p.add_argument("--lossless-frames", type=int, default=None,
+                   help="measured frames per link without loss (default: --frames); tails need many frames only "
+                        "where loss is applied")
     p.add_argument("--warmup", type=int, default=3, help="unmeasured frames after start-up")
     p.add_argument("--max-link-seconds", type=float, default=90.0, help="time budget per link (caps frames)")
     p.add_argument("--max-frame-seconds", type=float, default=30.0,
