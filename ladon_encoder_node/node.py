@@ -298,8 +298,9 @@ class LadonEncoderNode(LadonLifecycleNode):
         else:
             self.stats.counters["frames_grouped"] += 1
             self.stats.counters["group_packets"] += len(packets)
+        link = self.adaptive.link_report() if self.adaptive is not None else None
         for packet in packets:
-            publisher.publish(packet_to_msg(packet, msg.header, encode_ms))
+            publisher.publish(packet_to_msg(packet, msg.header, encode_ms, link))
         if self.adaptive is not None:
             self.adaptive.on_published(msg.header, packets[0])
         self.stats.frame(stamp_age_s=stamp_age_s(self, msg.header), nbytes=sum(p.nbytes for p in packets),

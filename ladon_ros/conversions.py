@@ -34,7 +34,7 @@ from vision_msgs.msg import (
 
 from ladon import Packet, Result
 from ladon.errors import InvalidImageError, PacketError
-from ladon.features_message import features_codec_and_data, packet_from_features
+from ladon.features_message import LinkReport, features_codec_and_data, packet_from_features
 from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, to_rgb8
 from ladon.packet import PAYLOAD_BYTES_PER_SYMBOL_CAP
 
@@ -68,15 +68,17 @@ assert {e.lower() for e in IMAGE_ENCODINGS} == set(_LAYOUTS)
 
 
 # --------------------------------------------------------------------------------------------- packets
-def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0) -> CompressedFeatures:
-    """Wrap a packet in a ``CompressedFeatures`` message carrying the camera frame's header."""
+def packet_to_msg(packet: Packet, header: Header, encode_time_ms: float = 0.0,
+                  link: LinkReport | None = None) -> CompressedFeatures:
+    """Wrap a packet in a ``CompressedFeatures`` message carrying the camera frame's header (and the rate
+    controller's link report, see :data:`ladon.features_message.LINK_CODEC_BIT`)."""
     g = packet.geometry
     msg = CompressedFeatures()
     msg.header = header
     msg.model_id = packet.model_id
     msg.model_hash = np.frombuffer(packet.model_hash, dtype=np.uint8)
     msg.beta = float(packet.beta)
-    msg.codec_version, msg.data = features_codec_and_data(packet)
+    msg.codec_version, msg.data = features_codec_and_data(packet, link)
     msg.latent_shape = np.asarray(packet.latent_shape, dtype=np.uint16)
     msg.original_size = np.asarray(g.original_size, dtype=np.uint16)
     msg.resized_size = np.asarray(g.resized_size, dtype=np.uint16)

@@ -23,6 +23,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import TimeReference
 from std_msgs.msg import Header
 
+from ladon.features_message import LinkReport
 from ladon.model_set import EncoderSet
 from ladon.packet import Packet
 from ladon.rate_control import Decision, RateControlConfig, RateController
@@ -156,6 +157,12 @@ class AdaptiveEncoding:
         level = self._hashes.index(packet.model_hash)
         with self._lock:
             self.controller.on_sent(stamp_key(header), level, packet.nbytes, time.monotonic())
+
+    def link_report(self) -> LinkReport:
+        """The estimate and prediction behind the latest choice, carried by each packet's message."""
+        with self._lock:
+            d = self.controller.last
+        return LinkReport(None if d.rate_bps is None else d.rate_bps / 1e3, d.predicted_ms)
 
     def diagnostic_values(self) -> list[KeyValue]:
         """The controller's choice and link estimate for /diagnostics."""

@@ -44,6 +44,7 @@ from ladon.errors import (
     LateGroupError,
     MessageTooLargeError,
 )
+from ladon.features_message import LinkReport, link_report_from_features
 from ladon.model_set import UnknownModelError
 from ladon.reassembly import AssembledFrame, Reassembler
 from ladon.results import Result, detections_above
@@ -112,6 +113,18 @@ class ReceivedFeatures:
     encode_time_ms: float
 
 
+def _link_values(link: tuple[float, LinkReport] | None) -> list[KeyValue]:
+    """The robot's own view of its link (rate adaptation), as its latest frame reported it."""
+    if link is None:
+        return []
+    beta, report = link
+    return [KeyValue(key="link.beta", value=f"{beta:g}"),
+            KeyValue(key="link.rate_estimate_kbps", value="?" if report.rate_estimate_kbps is None
+                     else f"{report.rate_estimate_kbps:.1f}"),
+            KeyValue(key="link.predicted_latency_ms", value="?" if report.predicted_latency_ms is None
+                     else f"{report.predicted_latency_ms:.1f}")]
+
+
 @dataclasses.dataclass(eq=False)  # hashed by identity: the scheduler's stream key
 class Robot:
     """Per-robot state: statistics, publishers and (optionally) the camera-frame cache (the queue is the
@@ -143,6 +156,8 @@ class Robot:
     """The reassembler's counters already reported to ``stats``."""
     partial: Publisher | None = None
     """``ladon/partial``: the header of each frame served partial."""
+    link: tuple[float, LinkReport] | None = None
+    """(beta, report) of the robot's latest frame that carried its rate controller's link report."""
 
 
 class LadonServerNode(LadonLifecycleNode):
@@ -490,6 +505,9 @@ class LadonServerNode(LadonLifecycleNode):
                     robot.stats.count("stale_stamp", f"camera stamp {age:.2f} s old > max_stamp_age_s "
                                       f"{self.max_stamp_age_s:g}")
                 return
+        report = link_report_from_features(msg)
+        if report is not None:
+            robot.link = (float(packet.beta), report)
         received = ReceivedFeatures(packet, msg.header, len(msg.data), float(msg.encode_time_ms))
         if packet.group is not None:  # a channel group: served when its frame is complete (or partial)
             self._on_group(robot, received, source)
@@ -688,7 +706,7 @@ class LadonServerNode(LadonLifecycleNode):
             for robot in self.robots:
                 status = robot.stats.status(name=f"{NODE_NAME}: {robot.name}", hardware_id=self._hardware_id)
                 queued = KeyValue(key="queued", value=str(self.scheduler.pending(robot)))
-                status.values = [*status.values, queued, *extra]
+                status.values = [*status.values, queued, *_link_values(robot.link), *extra]
                 msg.status.append(status)
         self._diagnostics.publish(msg)
 

@@ -25,6 +25,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Classification
 
 from ladon.assets import bundled_shapes_dir, models_dir
+from ladon.features_message import LinkReport, link_report_from_features
 from ladon.image_io import list_images, read_image
 from ladon.model import load_model
 from ladon_encoder_node.node import LadonEncoderNode
@@ -105,7 +106,11 @@ def test_server_serves_a_set_acknowledges_and_counts_unknown_models(ros_context,
                         return {kv.key: kv.value for kv in status.values}.get(key)
             return None
         spin_until(executor, lambda: value("unknown_model") == "1")
-        assert value("betas") == "[1.28, 10.24]"
+        assert value("betas") == "[1.28, 10.24]" and value("link.beta") is None  # no report sent yet
+        reported = packet_to_msg(packets[1], stamped(10), 1.0, LinkReport(64.0, None))
+        pub.publish(reported)
+        spin_until(executor, lambda: value("link.rate_estimate_kbps") == "64.0")
+        assert value("link.beta") == "10.24" and value("link.predicted_latency_ms") == "?"
     finally:
         executor.shutdown()
         server.destroy_node()
@@ -119,6 +124,7 @@ class EmulatedLink:
         self.rate_bps, self.free_at = rate_bps, 0.0
         self.due: list[tuple[float, Header]] = []
         self.received: list[tuple[float, float, int]] = []  # (time, beta, bytes)
+        self.reports: list[tuple[float, LinkReport | None]] = []  # (time, the controller's link report)
         self.ack = node.create_publisher(TimeReference, "ladon/features/ack", ACK_QOS)
         node.create_subscription(CompressedFeatures, "ladon/features", self._on_features, 10)
 
@@ -129,6 +135,7 @@ class EmulatedLink:
         self.free_at = start + 8 * packet.nbytes / self.rate_bps
         self.due.append((self.free_at + 0.001, msg.header))
         self.received.append((now, packet.beta, packet.nbytes))
+        self.reports.append((now, link_report_from_features(msg)))
 
     def release(self) -> None:
         now = time.monotonic()
@@ -183,6 +190,10 @@ def test_encoder_switches_beta_with_the_link(ros_context, demo):
         back = next(t for t, b, _ in received if t >= recovery and round(b, 2) == 1.28)
         assert back - recovery <= 5.0
         assert betas(back, recovery + 6.0) == {1.28}  # no oscillation after the return
+        # every frame carries the controller's estimate (features_message.LINK_CODEC_BIT): fast, slow, fast again
+        assert all(r is not None for _, r in link.reports)
+        rates = [(t, r.rate_estimate_kbps) for t, r in link.reports if r.rate_estimate_kbps is not None]
+        assert min(k for t, k in rates if drop + 1.0 <= t < recovery) < 1000 < max(k for t, k in rates if t < drop)
         state = {}
         for array in diagnostics:
             for status in array.status:
