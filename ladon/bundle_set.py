@@ -14,7 +14,6 @@ writes the manifest; entry names are plain folder names inside ``DIR``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .model_set import MAX_SET_MODELS, ModelSetError
+from .model_set import ModelSetError, read_manifest_items
 
 BUNDLE_SET_FORMAT = "ladon-robot-bundle-set"
 BUNDLE_SET_VERSION = 1
@@ -52,24 +51,10 @@ def read_bundle_set(path: str | os.PathLike[str]) -> list[tuple[Path, float, str
     """Parse and check ``path/set.json``: (bundle folder, beta, model hash hex) per member."""
     where = Path(path)
     manifest = where / BUNDLE_SET_MANIFEST
-    try:
-        if manifest.stat().st_size > MAX_BUNDLE_SET_MANIFEST_BYTES:
-            raise ModelSetError(f"{manifest}: larger than {MAX_BUNDLE_SET_MANIFEST_BYTES} bytes")
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelSetError(f"{where}: not a bundle set (no {BUNDLE_SET_MANIFEST}; write one with "
-                            "`ladon export-encoder SET.json -o DIR`)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelSetError(f"cannot read {manifest} as a bundle-set manifest: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_SET_FORMAT:
-        raise ModelSetError(f"{manifest} is not a {BUNDLE_SET_FORMAT} manifest")
-    if doc.get("format_version") != BUNDLE_SET_VERSION:
-        raise ModelSetError(f"{manifest}: version {doc.get('format_version')!r} is not supported")
-    bundles = doc.get("bundles")
-    if not isinstance(bundles, list) or not bundles:
-        raise ModelSetError(f"{manifest}: 'bundles' must be a non-empty list")
-    if len(bundles) > MAX_SET_MODELS:
-        raise ModelSetError(f"{manifest}: {len(bundles)} bundles; a set holds at most {MAX_SET_MODELS}")
+    bundles = read_manifest_items(manifest, fmt=BUNDLE_SET_FORMAT, version=BUNDLE_SET_VERSION, key="bundles",
+                                  max_bytes=MAX_BUNDLE_SET_MANIFEST_BYTES, what=f"{BUNDLE_SET_FORMAT} manifest",
+                                  missing=f"{where}: not a bundle set (no {BUNDLE_SET_MANIFEST}; write one with "
+                                          "`ladon export-encoder SET.json -o DIR`)")
     out = []
     for i, item in enumerate(bundles):
         if not isinstance(item, dict) or set(item) != {"dir", "beta", "model_hash"}:

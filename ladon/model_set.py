@@ -92,27 +92,38 @@ def is_set_manifest(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[SetEntry]:
-    """Parse and check a set manifest; member paths are resolved relative to the manifest's folder."""
+def read_manifest_items(path: str | os.PathLike[str], *, fmt: str, version: int, key: str, max_bytes: int,
+                        what: str, missing: str = "") -> list[Any]:
+    """The checked ``key`` list of a JSON manifest (``{"format": fmt, "format_version": version, key: [...]}``):
+    size capped before parsing, at most :data:`MAX_SET_MODELS` items; every problem a :class:`ModelSetError`
+    naming ``what``. ``missing`` replaces the message for a file that does not exist."""
     path = Path(path)
     try:
         size = path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise ModelSetError(f"{path}: set manifest of {size} bytes exceeds {MAX_MANIFEST_BYTES}")
+        if size > max_bytes:
+            raise ModelSetError(f"{path}: {what} of {size} bytes exceeds {max_bytes}")
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelSetError(f"model set manifest not found: {path}") from None
+        raise ModelSetError(missing or f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelSetError(f"cannot read {path} as a model set manifest: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != SET_FORMAT:
-        raise ModelSetError(f"{path} is not a Ladon model set manifest (format {SET_FORMAT!r})")
-    if doc.get("format_version") != SET_FORMAT_VERSION:
-        raise ModelSetError(f"{path}: set manifest version {doc.get('format_version')!r} is not supported")
-    models = doc.get("models")
-    if not isinstance(models, list) or not models:
-        raise ModelSetError(f"{path}: 'models' must be a non-empty list")
-    if len(models) > MAX_SET_MODELS:
-        raise ModelSetError(f"{path}: {len(models)} models; a set holds at most {MAX_SET_MODELS}")
+        raise ModelSetError(f"cannot read {path} as a {what}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise ModelSetError(f"{path} is not a {what} (format {fmt!r})")
+    if doc.get("format_version") != version:
+        raise ModelSetError(f"{path}: {what} version {doc.get('format_version')!r} is not supported")
+    items = doc.get(key)
+    if not isinstance(items, list) or not items:
+        raise ModelSetError(f"{path}: '{key}' must be a non-empty list")
+    if len(items) > MAX_SET_MODELS:
+        raise ModelSetError(f"{path}: {len(items)} {key}; a set holds at most {MAX_SET_MODELS}")
+    return items
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[SetEntry]:
+    """Parse and check a set manifest; member paths are resolved relative to the manifest's folder."""
+    path = Path(path)
+    models = read_manifest_items(path, fmt=SET_FORMAT, version=SET_FORMAT_VERSION, key="models",
+                                 max_bytes=MAX_MANIFEST_BYTES, what="Ladon model set manifest")
     entries = []
     for i, item in enumerate(models):
         if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not item["file"]:
