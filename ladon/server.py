@@ -145,16 +145,20 @@ class LadonServer(nn.Module):
         return self.body(self.synthesis(latent))
 
     # -------------------------------------------------------------------------------------------------- API
-    def set_precision(self, precision: str) -> None:
+    def set_precision(self, precision: str, *, emulate_on_cpu: bool = False) -> None:
         """``"fp32"`` (default) or ``"fp16"``: autocast the synthesis, body and heads to float16 with channels-last
-        memory (CUDA only; entropy decoding and post-processing stay exact)."""
+        memory (CUDA; entropy decoding and post-processing stay exact). ``emulate_on_cpu=True`` allows fp16 on a
+        CPU model (CPU autocast to float16), only to measure fp16's effect on accuracy without a GPU: it is slower
+        than fp32 there, and CPU kernels accumulate in another order than CUDA's."""
         if precision not in PRECISIONS:
             raise LadonError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "fp16":
             device = next(self.synthesis.parameters()).device
-            if device.type != "cuda":
+            if device.type != "cuda" and not (emulate_on_cpu and device.type == "cpu"):
                 raise LadonError(f"precision fp16 needs a CUDA device; this server is on {device}")
             self.to(memory_format=torch.channels_last)
+        elif getattr(self, "precision", "fp32") == "fp16":  # back to fp32: the exact (contiguous) kernels again
+            self.to(memory_format=torch.contiguous_format)
         self.precision = precision
 
     def infer(self, packets: Sequence[Packet | bytes] | Packet | bytes, tasks: Iterable[str] | str = TASKS,
@@ -240,5 +244,5 @@ class LadonServer(nn.Module):
 
     def _autocast(self):
         if self.precision == "fp16":
-            return torch.autocast("cuda", dtype=torch.float16)
+            return torch.autocast(next(self.synthesis.parameters()).device.type, dtype=torch.float16)
         return contextlib.nullcontext()

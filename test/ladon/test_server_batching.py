@@ -65,3 +65,22 @@ def test_fp16_needs_cuda(model) -> None:
     with pytest.raises(LadonError, match="precision"):
         model.server.set_precision("int4")
     model.server.set_precision("fp32")
+
+
+def test_fp16_emulated_on_cpu_is_close_to_fp32(model, packets) -> None:
+    """emulate_on_cpu: the fp16 path (autocast float16, channels-last) runs on a CPU model for accuracy
+    measurements; its scores differ from fp32 by fp16 rounding only, and fp32 is restored exactly."""
+    packets = [packets[i] for i in (0, 1, 3, 5, 6)]  # the good ones
+    reference = model.server.infer(packets, tasks=("classification",))
+    try:
+        model.server.set_precision("fp16", emulate_on_cpu=True)
+        half = model.server.infer(packets, tasks=("classification",))
+    finally:
+        model.server.set_precision("fp32")
+    for a, b in zip(reference, half):
+        assert a.classification.class_ids[0] == b.classification.class_ids[0]
+        np.testing.assert_allclose(a.classification.scores, b.classification.scores, atol=5e-3)
+        assert not np.array_equal(a.classification.scores, b.classification.scores)  # fp16 really ran
+    again = model.server.infer(packets, tasks=("classification",))
+    for a, b in zip(reference, again):
+        np.testing.assert_array_equal(a.classification.scores, b.classification.scores)

@@ -15,7 +15,6 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
+from _dds_harness import NodeProcesses, dds_session, wait_for
 from ladon_msgs.msg import CompressedFeatures
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
@@ -50,65 +48,22 @@ def _domain() -> int:
     return 160 + (os.getpid() + next(_domains)) % 10  # this module's range: 160-169
 
 
-class Processes:
-    """Node processes of one test; logs go to files; everything is stopped (SIGINT, then kill) at the end."""
-
-    def __init__(self, tmp_path: Path, domain: int) -> None:
-        self.tmp_path = tmp_path
-        self.env = launcher.launch_env({**os.environ, "ROS_DOMAIN_ID": str(domain),
-                                        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                                        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, cmd: list[str], **kwargs) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{name}.log", "w")
-        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, **kwargs)
-        self.procs[name] = proc
-        return proc
-
-    def node(self, name: str, script: str, *ros_args: str) -> subprocess.Popen:
-        return self.start(name, [str(BIN / script), "--ros-args", *ros_args])
+class Processes(NodeProcesses):
+    """The node processes plus the recorder (``python -m ladon_ros.bag_record``)."""
 
     def record(self, name: str, *args: str, **kwargs) -> subprocess.Popen:
         return self.start(name, [sys.executable, "-m", "ladon_ros.bag_record", *args], **kwargs)
-
-    def log(self, name: str) -> str:
-        return (self.tmp_path / f"{name}.log").read_text()
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @pytest.fixture
 def dds(tmp_path):
     domain = _domain()
-    procs = Processes(tmp_path, domain)
-    context = Context()
-    rclpy.init(context=context, domain_id=domain)
-    executor = SingleThreadedExecutor(context=context)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    yield procs, context, executor
-    procs.stop()
-    executor.shutdown()
-    rclpy.try_shutdown(context=context)
+    with dds_session(tmp_path, domain, Processes(tmp_path, domain, stop_timeout_s=15)) as session:
+        yield session
 
 
 def _wait(predicate, timeout: float, procs: Processes, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {n}\n{procs.log(n)[-3000:]}" for n in procs.procs)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+    wait_for(predicate, timeout, procs, what)
 
 
 def _common() -> list[str]:

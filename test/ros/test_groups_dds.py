@@ -5,8 +5,6 @@ group is served, flagged on ``ladon/partial``, and counted in /diagnostics. Doma
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from _dds_harness import NodeProcesses
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
@@ -28,7 +27,6 @@ from vision_msgs.msg import Classification
 
 import ladon
 from ladon.reassembly import Reassembler
-from ladon_ros import launcher
 from ladon_ros.conversions import array_to_image_msg, msg_to_packet, packet_to_msg
 
 BIN = Path(sys.executable).parent
@@ -40,10 +38,7 @@ class Session:
     """Node processes plus an in-process client node on one DDS domain (101-110)."""
 
     def __init__(self, tmp_path: Path, domain: int) -> None:
-        self.tmp_path = tmp_path
-        self.env = launcher.launch_env({**os.environ, "ROS_DOMAIN_ID": str(domain),
-                                        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.procs = NodeProcesses(tmp_path, domain)
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = Node("groups_test", namespace="/robot", context=self.context)
@@ -78,9 +73,7 @@ class Session:
         return callback
 
     def start(self, name: str, script: str, *ros_args: str) -> None:
-        log = open(self.tmp_path / f"{name}.log", "w")
-        self.procs.append((name, subprocess.Popen([str(BIN / script), "--ros-args", *ros_args], env=self.env,
-                                                  stdout=log, stderr=subprocess.STDOUT)))
+        self.procs.node(name, script, *ros_args)
 
     def wait(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -88,25 +81,13 @@ class Session:
             with self.lock:
                 if predicate():
                     return
-            dead = [(n, p.returncode) for n, p in self.procs if p.poll() is not None]
-            assert not dead, f"node died: {dead}\n" + "\n".join(self.log(n) for n, _ in dead)
+            dead = self.procs.dead()
+            assert not dead, f"node died: {dead}\n" + "\n".join(self.procs.log(n) for n, _ in dead)
             time.sleep(0.1)
-        logs = "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n, _ in self.procs)
-        raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-    def log(self, name: str) -> str:
-        return (self.tmp_path / f"{name}.log").read_text()
+        raise AssertionError(f"timed out waiting for {what}\n{self.procs.logs()}")
 
     def close(self) -> None:
-        for _, p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for _, p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        self.procs.stop()
         self.executor.shutdown()
         rclpy.try_shutdown(context=self.context)
 

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import rclpy
+from _dds_harness import dds_session, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from ladon_msgs.msg import CompressedFeatures
 from rcl_interfaces.srv import GetParameters
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
@@ -60,64 +55,14 @@ def image_folder(tmp_path_factory):
     return folder
 
 
-class Processes:
-    """Node processes of one test; logs go to files; everything is stopped (SIGINT, then kill) at the end."""
-
-    def __init__(self, tmp_path: Path, domain: int) -> None:
-        self.tmp_path = tmp_path
-        self.env = launcher.launch_env({**os.environ, "ROS_DOMAIN_ID": str(domain),
-                                        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, script: str, *ros_args: str) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{name}.log", "w")
-        proc = subprocess.Popen([str(BIN / script), "--ros-args", *ros_args], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        self.procs.append((name, proc))
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.tmp_path / f"{name}.log").read_text()
-
-    def stop(self) -> None:
-        for _, p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for _, p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 @pytest.fixture
 def dds(tmp_path):
     """(processes, rclpy context, executor) on a fresh DDS domain."""
-    domain = _domain()
-    procs = Processes(tmp_path, domain)
-    context = Context()
-    rclpy.init(context=context, domain_id=domain)
-    executor = SingleThreadedExecutor(context=context)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    yield procs, context, executor
-    procs.stop()
-    executor.shutdown()
-    rclpy.try_shutdown(context=context)
+    with dds_session(tmp_path, _domain()) as session:
+        yield session
 
 
-def _wait(predicate, timeout: float, procs: Processes | None = None, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if procs is not None:
-            dead = [(n, p.returncode) for n, p in procs.procs if p.poll() is not None and p.returncode != 0]
-            assert not dead, f"node died: {dead}\n" + "\n".join(procs.log(n) for n, _ in dead)
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {n}\n{procs.log(n)[-3000:]}" for n, _ in procs.procs) if procs else ""
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+_wait = wait_for
 
 
 def _common(model_path) -> list[str]:
@@ -130,9 +75,9 @@ def test_end_to_end_outputs_match_the_in_process_library(dds, model_file, image_
     recorder = Recorder(namespace="/robot", context=context)
     executor.add_node(recorder)
     ns = ["-r", "__ns:=/robot"]
-    procs.start("server", "ladon_server", *_common(path), *ns, "-p", "detection.publish_threshold:=0.0")
-    procs.start("encoder", "ladon_encoder", *_common(path), *ns, "-p", "max_payload_bytes:=0")
-    procs.start("source", "ladon_image_source", *ns, "-p", f"source:={image_folder}", "-p", "rate_hz:=2.0",
+    procs.node("server", "ladon_server", *_common(path), *ns, "-p", "detection.publish_threshold:=0.0")
+    procs.node("encoder", "ladon_encoder", *_common(path), *ns, "-p", "max_payload_bytes:=0")
+    procs.node("source", "ladon_image_source", *ns, "-p", f"source:={image_folder}", "-p", "rate_hz:=2.0",
                 "-p", "loop:=true", "-p", "min_subscribers:=2")  # loop: frames sent before every match are lost
     _wait(lambda: len(recorder.completed()) >= 2, 120, procs, "two complete frames")
 
@@ -172,7 +117,7 @@ def test_one_server_serves_two_robot_namespaces(dds, model_file, image_folder):
                  for ns in ("/r1", "/r2")}
     for r in recorders.values():
         executor.add_node(r)
-    procs.start("server", "ladon_server", *_common(path), "-r", "__ns:=/edge", "-p", "robots:=['/r1', '/r2']")
+    procs.node("server", "ladon_server", *_common(path), "-r", "__ns:=/edge", "-p", "robots:=['/r1', '/r2']")
     for ns in recorders:
         name = ns.strip("/")
         procs.start(f"encoder_{name}", "ladon_encoder", *_common(path), "-r", f"__ns:={ns}",
@@ -185,8 +130,8 @@ def test_one_server_serves_two_robot_namespaces(dds, model_file, image_folder):
 def test_best_effort_features_into_a_reliable_server_is_reported(dds, model_file):
     procs, _, _ = dds
     path, _ = model_file
-    procs.start("server", "ladon_server", *_common(path), "-p", "features_qos.reliability:=reliable")
-    procs.start("encoder", "ladon_encoder", *_common(path), "-p", "output_qos.reliability:=best_effort")
+    procs.node("server", "ladon_server", *_common(path), "-p", "features_qos.reliability:=reliable")
+    procs.node("encoder", "ladon_encoder", *_common(path), "-p", "output_qos.reliability:=best_effort")
     _wait(lambda: "incompatible QoS" in procs.log("server") and "incompatible QoS" in procs.log("encoder"), 60,
           procs, "incompatible-QoS reports from both sides")
     assert "RELIABILITY" in procs.log("server")
@@ -197,7 +142,7 @@ def test_garbage_features_do_not_kill_the_server(dds, model_file):
     path, model = model_file
     recorder = Recorder(context=context, record_images=False, outputs=("classification",))
     executor.add_node(recorder)
-    server = procs.start("server", "ladon_server", *_common(path), "-p", "tasks.detection:=false",
+    server = procs.node("server", "ladon_server", *_common(path), "-p", "tasks.detection:=false",
                          "-p", "tasks.segmentation:=false")
     node = Node("garbage_publisher", context=context)
     executor.add_node(node)
@@ -244,7 +189,7 @@ def test_params_file_and_remaps_are_applied(dds, model_file, tmp_path):
     params = tmp_path / "custom.yaml"
     params.write_text("/**/enc_a:\n  ros__parameters:\n    max_payload_bytes: 12345\n"
                       "    output_qos: {reliability: best_effort, depth: 3}\n    torch_threads: 1\n")
-    procs.start("encoder", "ladon_encoder", "--params-file", str(params), "-p", f"model:={path}",
+    procs.node("encoder", "ladon_encoder", "--params-file", str(params), "-p", f"model:={path}",
                 "-r", "__node:=enc_a", "-r", "__ns:=/cam1", "-r", "ladon/features:=/custom/features")
     node = Node("param_client", context=context)
     executor.add_node(node)
