@@ -2,8 +2,9 @@
 # The fleet benchmark on a CUDA GPU (the issue's targets: >= 32 robots x 30 Hz on one GPU, p99 <= 30 ms, >= 1,000
 # frames/s for all three heads at 416x416, ResNet-50). Run from the repository root after `make setup`:
 #   tools/bench_fleet_cuda.sh [extra ladon-bench-fleet options]
-# Results: bench/results/fleet_cuda/ (and fp16_accuracy.{json,md} there when the demo data set exists). The simulated robots are one Python process publishing 960 messages/s; if it
-# cannot keep up, the JSON's offered vs sent counts say so (split the robots over several processes then).
+# Results: bench/results/fleet_cuda/ (and fp16_accuracy.{json,md} there when the demo data set exists). The
+# simulated robots are one Python process publishing 960 messages/s; if it cannot keep up, the JSON's offered vs
+# sent counts say so (split the robots over several processes then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device")'
