@@ -322,7 +322,8 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
                             log_dir / f"{slug}.robot{i}.log")
             tb.robot_group.add(p.pid)
         driver_argv = _python_module("ladon_bench.nodes", "driver", "--ros-args",
-                                     "-p", f"images:={args.images}", "-p", f"link_profile:={args.link_profile}")
+                                     "-p", f"images:={args.images}", "-p", f"link_profile:={args.link_profile}",
+                                     "-p", f"server_counters:={'false' if args.no_server_counters else 'true'}")
         dp = procs.start("driver", tb.netns_command("robot", driver_argv), node_env(args.domain, False, xml),
                          log_dir / f"{slug}.driver.log", stdout=subprocess.PIPE, stdin=subprocess.PIPE)
         tb.edge_group.add(dp.pid)  # the harness (camera + collector) is not robot workload
@@ -429,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-rate", default=DEFAULT_LOW_RATE, help="extra low-rate point at loss 0 ('' = none)")
     p.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay, when the kernel has netem")
     p.add_argument("--frames", type=int, default=20, help="measured frames per link (fewer on slow links)")
+    p.add_argument("--no-server-counters", action="store_true",
+                   help="the driver does not subscribe to the server's /diagnostics (whose messages would cross the "
+                        "emulated link: a third of 37.5 kbit/s)")
     p.add_argument("--lossless-frames", type=int, default=None,
                    help="measured frames per link without loss (default: --frames); tails need many frames only "
                         "where loss is applied")
