@@ -120,9 +120,9 @@ def test_one_server_serves_two_robot_namespaces(dds, model_file, image_folder):
     procs.node("server", "ladon_server", *_common(path), "-r", "__ns:=/edge", "-p", "robots:=['/r1', '/r2']")
     for ns in recorders:
         name = ns.strip("/")
-        procs.start(f"encoder_{name}", "ladon_encoder", *_common(path), "-r", f"__ns:={ns}",
+        procs.node(f"encoder_{name}", "ladon_encoder", *_common(path), "-r", f"__ns:={ns}",
                     "-p", "max_payload_bytes:=0")
-        procs.start(f"source_{name}", "ladon_image_source", "-r", f"__ns:={ns}", "-p", f"source:={image_folder}",
+        procs.node(f"source_{name}", "ladon_image_source", "-r", f"__ns:={ns}", "-p", f"source:={image_folder}",
                     "-p", "rate_hz:=2.0", "-p", "loop:=true", "-p", "min_subscribers:=2")
     _wait(lambda: all(len(r.completed()) >= 1 for r in recorders.values()), 150, procs, "outputs in both namespaces")
 
