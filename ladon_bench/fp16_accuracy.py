@@ -33,7 +33,7 @@ import ladon
 from ladon.datasets.loaders import build_raw_dataset
 from ladon.evaluation.scoring import make_scorer
 from ladon.tasks import TASKS
-from ladon_bench.group_loss import METRIC, MODELS, data_specs
+from ladon_bench.group_loss import METRIC, MODELS, add_data_argument, data_specs, has_data_set
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_THRESHOLD = 0.3
@@ -99,16 +99,13 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO / "data" / "ladon-shapes"), metavar="DIR",
-                        help="ladon-shapes data set (ladon synth --out DIR --n 2000 --seed 0)")
+    add_data_argument(parser)
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "fleet"), metavar="DIR")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--max-images", type=int, default=None, help="first N test images per task (default all)")
     args = parser.parse_args(argv)
     data = Path(args.data)
-    if not (data / "annotations" / "instances_test.json").is_file():
-        print(f"error: no ladon-shapes data set at {data}; create it with: ladon synth --out {data} --n 2000 "
-              "--seed 0", file=sys.stderr)
+    if not has_data_set(data):
         return 1
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)

@@ -50,6 +50,21 @@ def data_specs(root: Path) -> dict[str, dict[str, Any]]:
             "segmentation": {"type": "voc", "root": str(root), "split": "test"}}
 
 
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data``: the ladon-shapes data set whose test split the benchmarks score."""
+    parser.add_argument("--data", default=str(REPO / "data" / "ladon-shapes"), metavar="DIR",
+                        help="ladon-shapes data set (ladon synth --out DIR --n 2000 --seed 0)")
+
+
+def has_data_set(data: Path) -> bool:
+    """True when ``data`` holds the data set; otherwise say how to create it (stderr)."""
+    if (data / "annotations" / "instances_test.json").is_file():
+        return True
+    print(f"error: no ladon-shapes data set at {data}; create it with: ladon synth --out {data} --n 2000 --seed 0",
+          file=sys.stderr)
+    return False
+
+
 def lost_sets(groups: int, lost: int, draws: int, image_index: int, seed: int) -> list[tuple[int, ...]]:
     """The lost group indices of each draw for one image (one draw when nothing or everything is lost)."""
     if lost == 0:
@@ -157,8 +172,7 @@ def figure(doc: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO / "data" / "ladon-shapes"), metavar="DIR",
-                        help="ladon-shapes data set (ladon synth --out DIR --n 2000 --seed 0)")
+    add_data_argument(parser)
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "groups"), metavar="DIR")
     parser.add_argument("--groups", type=int, default=8, help="channel groups per frame (<= the latent channels)")
     parser.add_argument("--draws", type=int, default=3, help="random draws of the lost groups per image")
@@ -166,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     data = Path(args.data)
-    if not (data / "annotations" / "instances_test.json").is_file():
-        print(f"error: no ladon-shapes data set at {data}; create it with: ladon synth --out {data} --n 2000 "
-              "--seed 0", file=sys.stderr)
+    if not has_data_set(data):
         return 1
     if args.groups < 1 or args.draws < 1:
         print("error: --groups and --draws must be >= 1", file=sys.stderr)

@@ -155,16 +155,19 @@ class BenchRobotNode(_OutputMixin, LadonNode):
                 for task, packet in packets.items():
                     self.features[task].publish(packet_to_msg(packet, msg.header, ms))
             elif self.mode == "jpeg":
-                ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                        [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
-                if not ok:
-                    raise LadonError("OpenCV could not JPEG-encode the frame")
-                self.jpeg.publish(CompressedImage(header=msg.header, format="rgb8; jpeg compressed bgr8",
-                                                  data=data.tobytes()))
+                self.jpeg.publish(jpeg_message(rgb, msg.header, self.quality))
             else:
                 self._publish(self.local.infer(rgb), msg.header)
         except LadonError as exc:
             self._failed(exc)
+
+
+def jpeg_message(rgb, header, quality: int) -> CompressedImage:
+    """An RGB frame as the JPEG ``CompressedImage`` the offloading configurations send."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise LadonError("OpenCV could not JPEG-encode the frame")
+    return CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=data.tobytes())
 
 
 class BenchEdgeNode(_OutputMixin, LadonNode):

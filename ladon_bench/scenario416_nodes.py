@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 
-import cv2
 import numpy as np
 import torch
 from ladon_msgs.msg import CompressedFeatures
@@ -24,7 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from ladon.errors import LadonError
 from ladon.image_io import list_images, read_image
 from ladon.tasks import TASKS
-from ladon_bench.nodes import JPEG_TOPIC, RELIABLE, _OutputMixin
+from ladon_bench.nodes import JPEG_TOPIC, RELIABLE, _OutputMixin, jpeg_message
 from ladon_bench.scenario416 import DEFAULT_SPREAD, PayloadSizeModel
 from ladon_bench.scenario416_compute import LocalModels416, R50Edge, R50Robot, square_frame
 from ladon_ros.conversions import compressed_image_to_rgb, image_msg_to_rgb, msg_to_packet, packet_to_msg
@@ -80,12 +79,7 @@ class Scenario416Robot(_OutputMixin, LadonNode):
                 self.get_logger().debug(f"real bitstream {self.r50.last_real_bytes} B (random weights), "
                                         f"synthetic payload {len(packet.data)} B")
             elif self.mode == "jpeg":
-                ok, data = cv2.imencode(".jpg", cv2.cvtColor(square_frame(rgb), cv2.COLOR_RGB2BGR),
-                                        [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
-                if not ok:
-                    raise LadonError("OpenCV could not JPEG-encode the frame")
-                self.jpeg.publish(CompressedImage(header=msg.header, format="rgb8; jpeg compressed bgr8",
-                                                  data=data.tobytes()))
+                self.jpeg.publish(jpeg_message(square_frame(rgb), msg.header, self.quality))
             else:
                 self._publish(self.local.infer(rgb), msg.header)
         except (LadonError, ValueError) as exc:
