@@ -27,7 +27,8 @@ TOPIC = "lq_repair_probe"
 
 
 def _node(role: str) -> int:
-    """Child process: ``pub`` publishes a String per stdin line once matched; ``sub`` prints arrivals as JSON."""
+    """Child process: ``pub`` publishes a String per stdin line ``NAME [SIZE]`` once matched (``NAME`` padded to
+    ``SIZE`` bytes); ``sub`` prints each arrival's ``NAME`` and time as JSON."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import String
@@ -40,7 +41,7 @@ def _node(role: str) -> int:
     try:
         if role == "sub":
             node.create_subscription(String, TOPIC, lambda msg: print(json.dumps(
-                {"data": msg.data, "t": time.monotonic()}), flush=True), qos)
+                {"data": msg.data.partition(" ")[0], "t": time.monotonic()}), flush=True), qos)
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             executor.spin()
@@ -51,8 +52,10 @@ def _node(role: str) -> int:
             time.sleep(0.5)  # let the reader's side of the match settle too
             print(json.dumps({"ready": True}), flush=True)
             for line in sys.stdin:
-                publisher.publish(String(data=line.strip()))
-                print(json.dumps({"sent": line.strip(), "t": time.monotonic()}), flush=True)
+                name, _, size = line.strip().partition(" ")
+                data = f"{name} ".ljust(int(size or 0), "x")
+                publisher.publish(String(data=data))
+                print(json.dumps({"sent": name, "t": time.monotonic()}), flush=True)
     except KeyboardInterrupt:
         pass
     finally:
@@ -61,7 +64,7 @@ def _node(role: str) -> int:
     return 0
 
 
-def _readline(proc: subprocess.Popen, timeout: float) -> dict:
+def readline(proc: subprocess.Popen, timeout: float) -> dict:
     """The next JSON line of ``proc`` (non-JSON log lines are skipped)."""
     import selectors
 
@@ -92,27 +95,32 @@ def measure(tb: LinkTestbed, domain: int, xml: Path | None, trials: int, block_s
     iptables = ["ip", "netns", "exec", tb.edge_ns, "iptables", "-t", "raw"]
     delays = []
     try:
-        _readline(pub, 60)
+        readline(pub, 60)
         for i in range(trials):
             _run([*iptables, "-I", *rule])
             pub.stdin.write(f"trial{i}\n")
             pub.stdin.flush()
-            sent = _readline(pub, 10)["t"]
+            sent = readline(pub, 10)["t"]
             time.sleep(max(0.0, sent + block_s - time.monotonic()))
             _run([*iptables, "-D", *rule])
-            got = _readline(sub, 15)
+            got = readline(sub, 15)
             delays.append(got["t"] - sent)
             time.sleep(0.5)
     finally:
         _run([*iptables, "-D", *rule], check=False)
-        for proc in (pub, sub):
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(pub, sub)
     return delays
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    """Terminate the probe's child processes (killed after 5 s)."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
