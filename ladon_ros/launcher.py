@@ -60,8 +60,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("params_file", "", "parameters of all nodes (default: config/split.yaml)", _BOTH),
     LaunchArgument("log_level", "info", "log level of the nodes", _BOTH),
     LaunchArgument("link_profile", DEFAULT_LINK_PROFILE, "QoS of the robot-edge link: reliable (every frame, "
-                   "short Fast DDS heartbeat) or latency (best-effort, lost frames counted); also picks the Fast DDS "
-                   "XML profile", _BOTH),
+                   "20 ms Fast DDS heartbeat), reliable_lowrate (500 ms heartbeat, for links below ~1 Mbit/s) or "
+                   "latency (best-effort, lost frames counted); also picks the Fast DDS XML profile", _BOTH),
     LaunchArgument("image_topic", "image", "camera topic (remapped from 'image')", _BOTH),
     LaunchArgument("image_transport", "raw", "camera transport: raw or compressed (<image_topic>/compressed)",
                    _BOTH),

@@ -9,6 +9,10 @@ launch files set:
   writer's periodic heartbeat (3 s by default), so ``config/fastdds_reliable.xml`` sets a 20 ms heartbeat and
   immediate NACK responses: a loss costs ~one heartbeat instead of seconds. Matches every subscriber (RViz,
   ``ros2 bag``, reliable or best-effort), hence the default.
+* ``reliable_lowrate``: as ``reliable`` with a 500 ms heartbeat (``config/fastdds_reliable_lowrate.xml``), for
+  links below ~1 Mbit/s (LoRa-class). There a sample takes longer to send than many 20 ms heartbeat periods, and
+  the heartbeats and the repairs they trigger fill the link (measured: a 3 KB sample at 37.5 kbit/s took 5.9 s
+  with 20 ms, 0.78 s with 500 ms). A loss then costs up to ~0.5 s of repair.
 * ``latency``: best-effort, keep-last 1 on the features publisher and the result publishers: a lost packet loses its
   frame, never delays the next one. The server counts frames lost in transit from gaps in each publisher's
   sequence numbers (``lost_in_transit`` in /diagnostics). Subscribers of the results must be best-effort (a
@@ -61,6 +65,9 @@ LINK_PROFILES: dict[str, LinkProfile] = {
     "reliable": LinkProfile("reliable", "reliable", 5, 50, "fastdds_reliable.xml",
                             "reliable QoS with a 20 ms Fast DDS heartbeat: every frame delivered, a loss costs "
                             "~20-50 ms of repair"),
+    "reliable_lowrate": LinkProfile("reliable_lowrate", "reliable", 5, 50, "fastdds_reliable_lowrate.xml",
+                                    "reliable QoS with a 500 ms Fast DDS heartbeat, for links below ~1 Mbit/s: "
+                                    "every frame delivered, a loss costs up to ~0.5 s of repair"),
     "latency": LinkProfile("latency", "best_effort", 1, 5, "fastdds_shm.xml",
                            "best-effort keep-last 1: a lost packet loses its frame (counted from sequence gaps), "
                            "never delays the next frame"),

@@ -23,7 +23,8 @@ from launch import LaunchDescription
 
 PACKAGE = "ladon_bringup"
 FAST_DDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
-FASTDDS_XML = {"reliable": "fastdds_reliable.xml", "latency": "fastdds_shm.xml"}
+FASTDDS_XML = {"reliable": "fastdds_reliable.xml", "reliable_lowrate": "fastdds_reliable_lowrate.xml",
+               "latency": "fastdds_shm.xml"}
 """Fast DDS XML of each link profile (ladon_ros.link_profiles.LINK_PROFILES)."""
 
 
@@ -58,7 +59,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="Parameters of all nodes"),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the nodes"),
         DeclareLaunchArgument("link_profile", default_value="reliable",
-                              description="QoS of the robot-edge link: reliable (short heartbeat) or latency "
+                              description="QoS of the robot-edge link: reliable (20 ms heartbeat), "
+                                          "reliable_lowrate (500 ms heartbeat, links < 1 Mbit/s) or latency "
                                           "(best-effort, lost frames counted)"),
         DeclareLaunchArgument("image_topic", default_value="image", description="Camera topic (remapped 'image')"),
         DeclareLaunchArgument("image_transport", default_value="raw",

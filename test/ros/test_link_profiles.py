@@ -28,14 +28,15 @@ def _transports(root: ET.Element) -> list[tuple[str, ...]]:
 
 
 def test_profiles_map_to_qos():
-    assert DEFAULT_LINK_PROFILE == "reliable" and set(LINK_PROFILES) == {"reliable", "latency"}
-    reliable, latency = link_profile("reliable"), link_profile("latency")
-    assert reliable.publisher_qos().reliability == ReliabilityPolicy.RELIABLE
-    assert reliable.subscription_qos().depth == 50 and reliable.publisher_qos().depth == 5
+    assert DEFAULT_LINK_PROFILE == "reliable" and set(LINK_PROFILES) == {"reliable", "reliable_lowrate", "latency"}
+    latency = link_profile("latency")
+    for reliable in (link_profile("reliable"), link_profile("reliable_lowrate")):
+        assert reliable.publisher_qos().reliability == ReliabilityPolicy.RELIABLE
+        assert reliable.subscription_qos().depth == 50 and reliable.publisher_qos().depth == 5
     for qos in (latency.publisher_qos(), latency.subscription_qos(), latency.subscription_qos(depth=10)):
         assert qos.reliability == ReliabilityPolicy.BEST_EFFORT and qos.history == HistoryPolicy.KEEP_LAST
     assert latency.publisher_qos().depth == 1 and latency.subscription_qos(depth=10).depth == 10
-    with pytest.raises(LadonError, match="unknown link profile 'fast'; choose reliable, latency"):
+    with pytest.raises(LadonError, match="unknown link profile 'fast'; choose reliable, reliable_lowrate, latency"):
         link_profile("fast")
 
 
@@ -45,8 +46,15 @@ def test_every_profile_names_a_shipped_valid_xml():
         assert root.tag == f"{NS}dds" and root.find(f"{NS}profiles") is not None
 
 
-def test_reliable_xml_sets_fast_repair_and_keeps_the_shm_transports():
-    reliable = ET.parse(REPO / "config" / "fastdds_reliable.xml").getroot()
+def _writer_properties(root: ET.Element) -> dict[str, str]:
+    (profile,) = [p for p in root.iter(f"{NS}data_writer") if p.get("is_default_profile") == "true"]
+    return {p.findtext(f"{NS}name"): p.findtext(f"{NS}value") for p in profile.iter(f"{NS}property")}
+
+
+@pytest.mark.parametrize(("name", "heartbeat_s"), [("fastdds_reliable.xml", 0.02),
+                                                    ("fastdds_reliable_lowrate.xml", 0.5)])
+def test_reliable_xmls_set_fast_repair_fragments_and_keep_the_shm_transports(name, heartbeat_s):
+    reliable = ET.parse(REPO / "config" / name).getroot()
     shm = ET.parse(REPO / "config" / "fastdds_shm.xml").getroot()
     assert _transports(reliable) == _transports(shm)  # same 16 MB SHM + 4 MB UDP transports as fastdds_shm.xml
     (participant,) = reliable.iter(f"{NS}participant")
@@ -54,10 +62,12 @@ def test_reliable_xml_sets_fast_repair_and_keeps_the_shm_transports():
     assert participant.findtext(f"{NS}rtps/{NS}useBuiltinTransports") == "false"
     # Fast DDS 3 XML names (snake_case); an unknown tag would be ignored by the parser with only a log line
     writer = _times(reliable, "data_writer")
-    assert writer == {"initial_heartbeat_delay": 0.005, "heartbeat_period": 0.02, "nack_response_delay": 0.0,
+    assert writer == {"initial_heartbeat_delay": 0.005, "heartbeat_period": heartbeat_s, "nack_response_delay": 0.0,
                       "nack_supression_duration": 0.0}
     reader = _times(reliable, "data_reader")
     assert reader == {"initial_acknack_delay": 0.005, "heartbeat_response_delay": 0.0}
+    # samples cut into RTPS fragments that fit one IP packet (measured: test/ladon_bench/test_large_sample_probe.py)
+    assert _writer_properties(reliable) == {"fastdds.max_message_size": "1400"}
 
 
 def test_launcher_passes_the_profile_and_picks_its_xml(capsys):
@@ -68,7 +78,7 @@ def test_launcher_passes_the_profile_and_picks_its_xml(capsys):
     assert launcher.launch_env({})["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds_reliable.xml")
     with pytest.raises(SystemExit):
         launcher.main(["split", "--random-weights", "link_profile:=fast", "--dry-run"])
-    assert "link_profile must be one of reliable, latency" in capsys.readouterr().err
+    assert "link_profile must be one of reliable, reliable_lowrate, latency" in capsys.readouterr().err
 
 
 def test_launch_files_map_the_profiles_like_the_launcher():
