@@ -5,10 +5,13 @@ The scheduler (:mod:`ladon.scheduler`) forms fair batches across robots in the i
 batch. With Ray, every batch is one request to a deployment of :class:`LadonDeployment` replicas (each holding the
 model, on a GPU if ``num_gpus`` is set); Ray balances requests over replicas and machines of the cluster given by
 ``address`` (or a local Ray started here). Ray is an optional extra (``pip install 'ladon_bringup[fleet]'``).
+Frames reassembled from channel groups (:class:`~ladon.reassembly.AssembledFrame`, complete or partial) travel
+pickled, without their ``meta`` (the ingress's own data); replicas need only ``ladon``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ class BackendError(LadonError):
 class Backend(Protocol):
     """Runs batches of packets through a Ladon server."""
 
-    def infer_each(self, packets: Sequence[Packet | bytes], tasks: Sequence[str], top_k: int
+    def infer_each(self, packets: Sequence[Packet | AssembledFrame | bytes], tasks: Sequence[str], top_k: int
                    ) -> list[Result | LadonError]: ...
 
     def close(self) -> None: ...
@@ -42,7 +45,7 @@ class LocalBackend:
         self.server = server
         self.max_batch = max_batch
 
-    def infer_each(self, packets: Sequence[Packet | bytes], tasks: Sequence[str], top_k: int
+    def infer_each(self, packets: Sequence[Packet | AssembledFrame | bytes], tasks: Sequence[str], top_k: int
                    ) -> list[Result | LadonError]:
         return self.server.infer_each(packets, tasks, top_k, max_batch=self.max_batch)
 
@@ -65,7 +68,8 @@ class LadonDeployment:
         self.model.server.set_precision(precision)
         self.max_batch = max_batch
 
-    def infer_each(self, packets: list[bytes], tasks: list[str], top_k: int) -> list[Result | LadonError]:
+    def infer_each(self, packets: list[bytes | AssembledFrame], tasks: list[str], top_k: int
+                   ) -> list[Result | LadonError]:
         return self.model.server.infer_each(packets, tasks, top_k, max_batch=self.max_batch)
 
     def identity(self) -> dict[str, Any]:
@@ -90,6 +94,12 @@ class RaySettings:
     request_timeout_s: float = 30.0
     local_num_cpus: int | None = None
     """CPUs of a local Ray started here (default: all)."""
+
+
+def _without_meta(frame: AssembledFrame) -> AssembledFrame:
+    """``frame`` as a replica receives it: its groups, without what the ingress attached (:attr:`AssembledFrame.meta`,
+    e.g. the ROS header of the server node), which replicas need not be able to unpickle, nor receive."""
+    return frame if frame.meta is None else dataclasses.replace(frame, meta=None)
 
 
 class RayServeBackend:
@@ -127,10 +137,10 @@ class RayServeBackend:
             self.close()
             raise BackendError(f"cannot start the Ray Serve deployment ({type(exc).__name__}: {exc})") from exc
 
-    def infer_each(self, packets: Sequence[Packet | bytes], tasks: Sequence[str], top_k: int
+    def infer_each(self, packets: Sequence[Packet | AssembledFrame | bytes], tasks: Sequence[str], top_k: int
                    ) -> list[Result | LadonError]:
-        data = [p.to_bytes() if isinstance(p, Packet) else p if isinstance(p, AssembledFrame) else bytes(p)
-                for p in packets]  # a reassembled frame travels pickled
+        data = [p.to_bytes() if isinstance(p, Packet) else _without_meta(p) if isinstance(p, AssembledFrame)
+                else bytes(p) for p in packets]  # a reassembled frame travels pickled, without the caller's meta
         try:
             return self.handle.infer_each.remote(data, list(tasks), top_k).result(
                 timeout_s=self.settings.request_timeout_s)

@@ -170,6 +170,11 @@ class Reassembler:
             return len(self._sources.get(source, ()))
         return sum(len(frames) for frames in self._sources.values())
 
+    def in_flight(self, packet: Packet, source: Hashable = None) -> bool:
+        """Whether ``packet``'s frame is being collected for ``source`` (some of its groups are buffered)."""
+        g = packet.group
+        return g is not None and (packet.model_hash, g.frame_id) in self._sources.get(source, {})
+
     def buffered_bytes(self, source: Hashable) -> int:
         """Bytes of the group packets buffered for ``source``."""
         return sum(p.nbytes for p in self._sources.get(source, {}).values())

@@ -9,7 +9,7 @@ from mcap_ros2._dynamic import serialize_dynamic
 
 from ladon import Packet
 from ladon.bag import FEATURES_TYPE, BagWriter, TopicInfo, message_definition
-from ladon.features_message import AUTH_CODEC_BIT
+from ladon.features_message import features_codec_and_data
 
 REPO = Path(__file__).resolve().parents[2]
 # Header and Time come from whatever provides them (the ROS wheels' share/ here); their text is standard.
@@ -37,10 +37,7 @@ _encode_string = serialize_dynamic("std_msgs/msg/String", STRING_DEFINITION)["st
 def features_cdr(packet: Packet, sec: int, nanosec: int = 0, frame_id: str = "camera", crc: int | None = None) -> bytes:
     """A CompressedFeatures message carrying ``packet`` as CDR bytes (what rclpy would put on the wire)."""
     g = packet.geometry
-    data, codec = packet.data, packet.codec_version
-    if packet.authenticated:  # the message convention for signed packets (ladon.bag.AUTH_CODEC_BIT)
-        kid = packet.key_id.encode("ascii")
-        data, codec = bytes((len(kid),)) + kid + packet.tag + packet.data, codec | AUTH_CODEC_BIT
+    codec, data = features_codec_and_data(packet)  # the message conventions for signed packets and channel groups
     return bytes(_encode_features({
         "header": {"stamp": {"sec": sec, "nanosec": nanosec}, "frame_id": frame_id},
         "model_id": packet.model_id, "model_hash": list(packet.model_hash), "beta": packet.beta,
@@ -60,13 +57,14 @@ def features_topic(name: str) -> TopicInfo:
                                    "durability": "volatile"}])
 
 
-def write_features_bag(directory: Path, frames: list[tuple[str, Packet, int]], *, chunk_size: int = 4096,
-                       extra_strings: int = 0) -> Path:
-    """A bag with ``(topic, packet, sec)`` frames (log time = stamp); returns the MCAP file."""
+def write_features_bag(directory: Path, frames: list[tuple[str, Packet, int] | tuple[str, Packet, int, int]], *,
+                       chunk_size: int = 4096, extra_strings: int = 0) -> Path:
+    """A bag with ``(topic, packet, sec[, log_time_ns])`` frames (log time = stamp unless given), in list order;
+    returns the MCAP file."""
     with BagWriter(directory, chunk_size=chunk_size) as writer:
-        for topic, packet, sec in frames:
+        for topic, packet, sec, *log_time in frames:
             writer.add_topic(features_topic(topic))
-            writer.write(topic, features_cdr(packet, sec, 7), sec * 10**9 + 7)
+            writer.write(topic, features_cdr(packet, sec, 7), log_time[0] if log_time else sec * 10**9 + 7)
         if extra_strings:
             writer.add_topic(TopicInfo(name="/chatter", type="std_msgs/msg/String", definition=STRING_DEFINITION))
             for i in range(extra_strings):

@@ -49,9 +49,13 @@ def clock():
 
 def test_frame_completes_when_all_groups_arrive_in_any_order(clock):
     r = Reassembler(clock=clock)
+    assert not r.in_flight(group(1, 0))
     assert r.add(group(1, 2)) is None
+    assert r.in_flight(group(1, 0)) and not r.in_flight(group(1, 0), source="other")
+    assert not r.in_flight(group(2, 0)) and not r.in_flight(group(1, 0, model_hash=bytes(16)))
     assert r.add(group(1, 0)) is None
     frame = r.add(group(1, 1))
+    assert not r.in_flight(group(1, 0))
     assert isinstance(frame, AssembledFrame) and not frame.partial and frame.missing == ()
     assert [p.group.index for p in frame.groups] == [0, 1, 2]
     assert frame.channel_groups() == [(0, 3, b"\x01" * 5), (3, 6, b"\x02" * 5), (6, 8, b"\x03" * 5)]

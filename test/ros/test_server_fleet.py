@@ -1,8 +1,11 @@
 """The fleet server over real DDS: robots joining and leaving live, batches across robots equal to batch-1,
-fairness under a flood, and the Ray Serve backend (local Ray, 2 replicas)."""
+fairness under a flood, and the Ray Serve backend (local Ray, 2 replicas; 1 replica serving frames reassembled from
+channel groups, complete and partial)."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable
 
@@ -16,7 +19,9 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Classification
 
 import ladon
+from ladon.backends import LocalBackend
 from ladon.errors import LadonError
+from ladon.reassembly import Reassembler
 from ladon_ros.conversions import packet_to_msg
 from ladon_server_node.node import LadonServerNode
 
@@ -173,6 +178,67 @@ def test_ray_backend_serves_equal_outputs(ros_context, tiny_model_file, model_an
         pub.publish(packet_to_msg(packets[0], _header(0)))
         h.spin_until(lambda: len(got) == 4, timeout=60)  # served locally after the failed request (configured)
         assert type(h.server.backend).__name__ == "LocalBackend"
+    finally:
+        h.close()
+
+
+def test_ray_backend_serves_reassembled_and_partial_frames(ros_context, tiny_model_file, model_and_packets) -> None:
+    """Frames sent as channel groups reach the Ray replicas reassembled by the node, complete and (``group_policy:
+    partial``) with a group lost; their outputs equal the in-process backend's for the same frames. No local
+    fallback: a request the replicas cannot serve fails the test."""
+    pytest.importorskip("ray.serve")
+    model, _ = model_and_packets
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (96, 128, 3), np.uint8) for _ in range(2)]
+    groups = [model.encoder.encode_frame(image, packetization="groups", num_groups=4, frame_id=10 + i)
+              for i, image in enumerate(images)]
+    h = Harness(ros_context, [Parameter("model", value=str(tiny_model_file)), Parameter("robots", value=["/rayg"]),
+                              Parameter("backend", value="ray"), Parameter("ray.num_replicas", value=1),
+                              Parameter("ray.num_cpus", value=0.5), Parameter("ray.local_num_cpus", value=2),
+                              Parameter("ray.app_name", value="ladon_groups_test"),
+                              Parameter("ray.request_timeout_s", value=30.0),
+                              Parameter("group_policy", value="partial"), Parameter("group_deadline_s", value=0.3),
+                              Parameter("tasks.detection", value=False), Parameter("tasks.segmentation", value=False)])
+    try:
+        assert type(h.server.backend).__name__ == "RayServeBackend"
+        got = h.inbox("/rayg/ladon/classification")
+        flagged: list[Header] = []
+        h.client.create_subscription(Header, "/rayg/ladon/partial", flagged.append, 10)
+        pub = h.publisher("/rayg")
+        h.spin_until(lambda: pub.get_subscription_count() > 0)
+        h.spin_until(lambda: h.server.robots[0].outputs["classification"].get_subscription_count() > 0)
+        h.spin_until(lambda: h.server.robots[0].partial.get_subscription_count() > 0)
+        for p in reversed(groups[0]):  # a complete frame, groups out of order
+            pub.publish(packet_to_msg(p, _header(0)))
+        for p in groups[1][:2] + groups[1][3:]:  # group 2 of the second frame is lost
+            pub.publish(packet_to_msg(p, _header(1)))
+        h.spin_until(lambda: len(got) == 2 and len(flagged) == 1, timeout=120)
+        counters = h.server.robots[0].stats.counters
+        assert (counters["groups_complete"], counters["groups_partial"], counters["backend_failed"]) == (1, 1, 0)
+        assert [m.frame_id for m in flagged] == ["cam1"]
+        # the reference: the same frames reassembled in this process, served by the in-process backend
+        clock = [0.0]
+        reassembler = Reassembler(policy="partial", clock=lambda: clock[0])
+        complete = [reassembler.add(p) for p in groups[0]][-1]
+        for p in groups[1][:2] + groups[1][3:]:
+            reassembler.add(p)
+        clock[0] = 1.0
+        (partial,) = reassembler.expire()
+        assert not complete.partial and partial.missing == (2,)
+        expected = LocalBackend(model.server, 8).infer_each([complete, partial], ["classification"], 5)
+        for msg in got:
+            i = int(msg.header.frame_id[3:])
+            want = expected[i].classification
+            assert [r.class_id for r in msg.results] == [str(int(c)) for c in want.class_ids]
+            np.testing.assert_allclose([r.score for r in msg.results], want.scores, rtol=1e-4, atol=1e-6)
+        assert type(h.server.backend).__name__ == "RayServeBackend"  # served by the replicas throughout
+        # what the ingress attached to a frame (the node's header and queue entry) stays in the ingress: replicas
+        # need only ladon (a lock cannot even be pickled)
+        (result,) = h.server.backend.infer_each([dataclasses.replace(partial, meta=threading.Lock())],
+                                                ["classification"], 5)
+        assert result.missing_groups == (2,)
+        np.testing.assert_allclose(result.classification.scores, expected[1].classification.scores, rtol=1e-4,
+                                   atol=1e-6)
     finally:
         h.close()
 

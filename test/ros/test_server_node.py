@@ -246,23 +246,40 @@ def test_heads_run_only_for_subscribed_outputs(setup, monkeypatch):
 
 
 def test_full_queue_drops_oldest(setup, monkeypatch):
+    """A robot's queue keeps its newest ``queue_size`` (2) frames: while the worker serves one frame, the older queued
+    ones are dropped and counted, and the two newest are served next, in one batch.
+
+    Deterministic: the worker is held inside inference with frame 400 (alone) before frames 401..404 are sent, so
+    what is dropped never depends on when the worker thread gets the CPU (it used to take 400 and 401 together
+    under load, leaving one drop)."""
     s = setup
     robot = s.robot("/r3")
-    release = threading.Event()
+    cls = s.inbox(Classification, "/r3/ladon/classification")
+    s.wait_subscribed("/r3", "classification")
+    busy, release = threading.Event(), threading.Event()
+    batches: list[int] = []
     infer = s.server.model.server.infer_each
 
-    def slow_infer(*args, **kwargs):
-        release.wait(10)
-        return infer(*args, **kwargs)
+    def held_infer(packets, *args, **kwargs):
+        batches.append(len(packets))
+        busy.set()
+        release.wait(60)
+        return infer(packets, *args, **kwargs)
 
-    monkeypatch.setattr(s.server.model.server, "infer_each", slow_infer)
+    monkeypatch.setattr(s.server.model.server, "infer_each", held_infer)
     frames, dropped = robot.stats.counters["frames"], robot.stats.counters["dropped"]
-    for sec in range(400, 405):
-        s.publish("/r3/ladon/features", packet_to_msg(s.packet, header(sec)))
-    s.spin_until(lambda: robot.stats.counters["dropped"] - dropped >= 2)
-    assert s.server.scheduler.pending(robot) <= 2
-    release.set()
-    s.spin_until(lambda: robot.stats.counters["frames"] - frames + robot.stats.counters["dropped"] - dropped == 5)
+    try:
+        s.publish("/r3/ladon/features", packet_to_msg(s.packet, header(400)))
+        s.spin_until(busy.is_set)  # the worker is inside inference with frame 400
+        for sec in range(401, 405):
+            s.publish("/r3/ladon/features", packet_to_msg(s.packet, header(sec)))
+        s.spin_until(lambda: robot.stats.counters["dropped"] - dropped == 2)  # 401, 402 dropped as 403, 404 came
+        assert s.server.scheduler.pending(robot) == 2 and batches == [1]
+    finally:
+        release.set()
+    s.spin_until(lambda: robot.stats.counters["frames"] - frames == 3 and len(cls) == 3)
+    assert [m.header for m in cls] == [header(400), header(403), header(404)]
+    assert batches == [1, 2] and robot.stats.counters["dropped"] - dropped == 2
 
 
 def test_configuration_errors(setup, ros_context):
