@@ -402,6 +402,15 @@ class ExpandedResults:
     """The mono8 mask (``ladon/segmentation``)."""
 
 
+def deserialize_frame_results(raw: bytes) -> FrameResults:
+    """A serialized ``FrameResults`` (CDR, as a raw subscription receives it) as a message."""
+    try:
+        return deserialize_message(raw, FrameResults)
+    except Exception as exc:  # the type support raises several types on malformed CDR
+        raise ResultsMessageError(f"undecodable FrameResults message ({len(raw)} bytes): {type(exc).__name__}") \
+            from None
+
+
 def _finite(values: np.ndarray, what: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ResultsMessageError(f"{what} holds non-finite values")
