@@ -267,7 +267,9 @@ def test_fastdds_profile_only_when_unset_and_fast_dds(prefix, env, expected):
     code = ("import importlib.util, os, sys; import launch_harness; launch_harness._sources(); "
             f"spec = importlib.util.spec_from_file_location('robot_launch', {str(FILES['robot'])!r}); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            f"os.environ.update({env!r}); print(len(m._fastdds_profile(None)))")
+            "from launch import LaunchContext; context = LaunchContext(); "
+            "context.launch_configurations['link_profile'] = 'reliable'; "
+            f"os.environ.update({env!r}); print(len(m._fastdds_profile(context)))")
     proc = subprocess.run([sys.executable, "-c", code], env={**_env(prefix),
                           "PYTHONPATH": f"{REPO}{os.pathsep}{HARNESS.parent}"}, capture_output=True, text=True,
                           timeout=120)
