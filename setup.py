@@ -68,6 +68,7 @@ setup(
         "ladon_encoder = ladon_encoder_node.node:main",
         "ladon_server = ladon_server_node.node:main",
         "ladon_image_source = ladon_ros.image_source:main",
+        "ladon_results_relay = ladon_ros.results_relay:main",
         "ladon-launch = ladon_ros.launcher:main",
         "ladon-bench-split = ladon_bench.runner:main",
         "ladon-bench-fleet = ladon_bench.fleet:main",

@@ -73,6 +73,12 @@ class InconsistentGroupError(GroupError, InconsistentPacketError):
     """Groups of one frame contradict each other (count, shape, geometry, model, overlapping or missing channels)."""
 
 
+# --- results -------------------------------------------------------------------------------------------------
+class ResultsMessageError(LadonError):
+    """A compact results message (all outputs of one frame, ``ladon_msgs/FrameResults``) is malformed: array lengths
+    that do not match, non-finite values, output flags that contradict the fields."""
+
+
 # --- authentication ------------------------------------------------------------------------------------------
 class AuthenticationError(LadonError):
     """A packet failed application-level authentication (HMAC-SHA256, see :mod:`ladon.auth`)."""

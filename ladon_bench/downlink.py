@@ -1,6 +1,11 @@
 """``python -m ladon_bench.downlink``: bytes per frame of the server's outputs on the wire (serialized CDR), the raw
-mono8 mask against the PNG mask (``<segmentation>/compressed``), for the bundled demo model on its scenes at their
-native 160 px and upscaled to 640x480. Writes ``bench/results/downlink/downlink.{json,md}``."""
+mono8 mask against the PNG mask (``<segmentation>/compressed``), and the three standard messages against the compact
+``ladon/results`` (one ``ladon_msgs/FrameResults`` per frame), for the bundled demo model on its scenes at their
+native 160 px and upscaled to 640x480. Writes ``bench/results/downlink/downlink.{json,md}``.
+
+CDR bytes only: each message on the wire also carries its RTPS submessage and UDP/IP headers and, on a reliable
+link, its own heartbeat/acknowledgement traffic, so one message per frame instead of three saves more than the
+table shows (``ladon-bench-split --downlink`` measures the wire)."""
 
 from __future__ import annotations
 
@@ -25,9 +30,16 @@ def measure(model, images: list[np.ndarray], threshold: float = 0.3) -> dict[str
     from std_msgs.msg import Header
 
     from ladon.results import detections_above
-    from ladon_ros.conversions import classification_msg, detections_msg, segmentation_msg, segmentation_png_msg
+    from ladon_ros.conversions import (
+        classification_msg,
+        detections_msg,
+        frame_results_msg,
+        segmentation_msg,
+        segmentation_png_msg,
+    )
 
-    totals: dict[str, float] = {"classification": 0, "detections": 0, "mask_mono8": 0, "mask_png": 0}
+    totals: dict[str, float] = {"classification": 0, "detections": 0, "mask_mono8": 0, "mask_png": 0,
+                                "compact_frame_results": 0, "boxes": 0}
     header = Header(frame_id="camera")
     for image in images:
         (result,) = model.server.infer(model.encoder.encode([image]))
@@ -36,6 +48,8 @@ def measure(model, images: list[np.ndarray], threshold: float = 0.3) -> dict[str
         totals["detections"] += len(serialize_message(detections_msg(result, header)))
         totals["mask_mono8"] += len(serialize_message(segmentation_msg(result, header)))
         totals["mask_png"] += len(serialize_message(segmentation_png_msg(result, header)))
+        totals["compact_frame_results"] += len(serialize_message(frame_results_msg(result, header)))
+        totals["boxes"] += len(result.detection)
     out = {k: v / len(images) for k, v in totals.items()}
     out["all_three_with_png_mask"] = out["classification"] + out["detections"] + out["mask_png"]
     out["all_three_with_mono8_mask"] = out["classification"] + out["detections"] + out["mask_mono8"]
@@ -65,12 +79,18 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "downlink.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [f"# Results downlink, bytes per frame ({doc['model_id']}, {doc['frames']} bundled scenes)", "",
-             "| Frame | Classification | Detections (>= 0.3) | Mask mono8 | Mask PNG | All three, PNG mask | "
-             "All three, mono8 mask |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "Serialized CDR bytes per frame (mean). Vision: the server's three standard messages (Classification, "
+             "Detection2DArray, the PNG or mono8 mask); compact: one ladon_msgs/FrameResults holding all three "
+             "(ladon/results, what ladon_results_relay re-expands on the robot).", "",
+             "| Frame | Boxes | Classification | Detections (>= 0.3) | Mask mono8 | Mask PNG | Vision, PNG mask "
+             "(3 messages) | Vision, mono8 mask | Compact FrameResults (1 message) | Compact / vision |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in doc["sizes"].items():
-        lines.append(f"| {name} {r['frame'][1]}x{r['frame'][0]} | {r['classification']:.0f} | {r['detections']:.0f} "
-                     f"| {r['mask_mono8']:.0f} | {r['mask_png']:.0f} | {r['all_three_with_png_mask']:.0f} "
-                     f"| {r['all_three_with_mono8_mask']:.0f} |")
+        lines.append(f"| {name} {r['frame'][1]}x{r['frame'][0]} | {r['boxes']:.1f} | {r['classification']:.0f} "
+                     f"| {r['detections']:.0f} | {r['mask_mono8']:.0f} | {r['mask_png']:.0f} "
+                     f"| {r['all_three_with_png_mask']:.0f} | {r['all_three_with_mono8_mask']:.0f} "
+                     f"| {r['compact_frame_results']:.0f} "
+                     f"| {r['compact_frame_results'] / r['all_three_with_png_mask']:.2f} |")
     (out / "downlink.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

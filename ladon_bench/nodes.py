@@ -11,16 +11,20 @@ Ladon itself runs as the real ``ladon_encoder`` and ``ladon_server`` nodes. The 
 
 Every configuration publishes the same outputs as ``ladon_server`` (``ladon/classification``,
 ``ladon/detections``, and the segmentation mask as PNG on ``ladon/segmentation/compressed``, with the camera frame's
-header), so one driver measures them all. Every node takes ``link_profile`` (:mod:`ladon_ros.link_profiles`): the
-QoS of the topics that cross the link (features/images up, results down).
+header), and like it the compact ``ladon/results`` (``ladon_msgs/FrameResults``, every output of a frame in one
+message, built by the same conversion), each only while subscribed, so one driver measures them all. Every node
+takes ``link_profile`` (:mod:`ladon_ros.link_profiles`): the QoS of the topics that cross the link (features/images
+up, results down).
 The driver (``bench_driver``) publishes camera frames on ``image`` one at a time (closed loop) and waits until all
-three outputs with the frame's stamp are back; it is controlled by JSON lines on stdin (see :class:`DriverNode`).
+three outputs with the frame's stamp are back (``downlink: vision``: the three standard messages; ``compact``: one
+``FrameResults`` holding all three); it is controlled by JSON lines on stdin (see :class:`DriverNode`).
 
 Run as ``python -m ladon_bench.nodes ROLE --ros-args ...``.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import sys
@@ -32,7 +36,7 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from ladon_msgs.msg import CompressedFeatures
+from ladon_msgs.msg import CompressedFeatures, FrameResults
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -42,6 +46,7 @@ from ladon.errors import LadonError
 from ladon.image_io import list_images
 from ladon.results import Result, detections_above
 from ladon.tasks import TASKS
+from ladon_bench.report import DOWNLINKS
 from ladon_bench.workloads import (
     EntropicStudentEdge,
     EntropicStudentRobot,
@@ -50,10 +55,12 @@ from ladon_bench.workloads import (
     entropic_student_models,
 )
 from ladon_ros.conversions import (
+    ALL_OUTPUTS,
     array_to_image_msg,
     classification_msg,
     compressed_image_to_rgb,
     detections_msg,
+    frame_results_msg,
     image_msg_to_rgb,
     msg_to_packet,
     packet_to_msg,
@@ -62,7 +69,7 @@ from ladon_ros.conversions import (
 from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, LinkProfile, link_profile
 from ladon_ros.node_main import LadonNode, run_node
 from ladon_ros.params import declare, qos_profile
-from ladon_ros.topics import OUTPUT_TOPICS, compressed
+from ladon_ros.topics import OUTPUT_TOPICS, RESULTS, compressed
 
 FEATURE_TOPICS = {task: f"bench/features/{task}" for task in TASKS}
 JPEG_TOPIC = "bench/image/compressed"
@@ -80,6 +87,8 @@ RESULT_TOPICS: dict[str, str] = {"classification": OUTPUT_TOPICS["classification
 a few hundred bytes instead of the H x W mono8 image on the downlink."""
 RESULT_TYPES: dict[str, type] = {"classification": Classification, "detection": Detection2DArray,
                                  "segmentation": CompressedImage}
+MAX_GATHERING = 16
+"""Frames whose per-task results are being gathered into one ``FrameResults`` (oldest dropped beyond)."""
 
 
 def declare_link_profile(node: LadonNode) -> LinkProfile:
@@ -89,20 +98,33 @@ def declare_link_profile(node: LadonNode) -> LinkProfile:
 
 
 class _OutputMixin:
-    """The three output publishers and a publish-one-task helper."""
+    """The three output publishers, the compact ``ladon/results`` one, and a publish-some-tasks helper."""
 
-    def _create_outputs(self, qos) -> None:
+    def _create_outputs(self, qos=RELIABLE) -> None:
         self.outputs = {t: self.create_publisher(RESULT_TYPES[t], RESULT_TOPICS[t], qos) for t in TASKS}
+        self.results = self.create_publisher(FrameResults, RESULTS, qos)
+        self._gathering: collections.OrderedDict[tuple, dict[str, object]] = collections.OrderedDict()
         self.errors = 0
 
     def _publish(self, result: Result, header: Header, tasks=TASKS) -> None:
+        """Publish the outputs of ``tasks`` that have subscribers, as ``ladon_server`` does: each standard message
+        at once; the frame's ``FrameResults`` once every task of the frame is in (per-task pipelines deliver them
+        one call at a time)."""
         result = detections_above(result, PUBLISH_THRESHOLD)
-        if "classification" in tasks:
-            self.outputs["classification"].publish(classification_msg(result, header))
-        if "detection" in tasks:
-            self.outputs["detection"].publish(detections_msg(result, header))
-        if "segmentation" in tasks:
-            self.outputs["segmentation"].publish(segmentation_png_msg(result, header))
+        builders = {"classification": classification_msg, "detection": detections_msg,
+                    "segmentation": segmentation_png_msg}
+        for task in tasks:
+            if self.outputs[task].get_subscription_count() > 0:
+                self.outputs[task].publish(builders[task](result, header))
+        if self.results.get_subscription_count() > 0:
+            key = (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+            parts = self._gathering.setdefault(key, {})
+            parts.update({task: getattr(result, task) for task in tasks})
+            if len(parts) == len(TASKS):
+                del self._gathering[key]
+                self.results.publish(frame_results_msg(dataclasses.replace(result, **parts), header))
+            while len(self._gathering) > MAX_GATHERING:
+                self._gathering.popitem(last=False)
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
@@ -245,6 +267,9 @@ class DriverNode(LadonNode):
     server's /diagnostics counters
     (:data:`SERVER_COUNTERS`, lifetime totals of ``ladon_server``; empty for the baselines);
     ``{"cmd": "quit"}``.
+
+    Parameter ``downlink``: ``vision`` subscribes the three standard result topics; ``compact`` only
+    ``ladon/results``, and a frame is complete when its ``FrameResults`` arrives holding all three outputs.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -267,9 +292,15 @@ class DriverNode(LadonNode):
         self.pending: dict[tuple[int, int], _Pending] = {}
         self.server_counters: dict[str, int] = {}
         results_qos = link.subscription_qos(depth=10)
-        for task in TASKS:
-            self.create_subscription(RESULT_TYPES[task], RESULT_TOPICS[task],
-                                     lambda msg, task=task: self._on_output(task, msg), results_qos)
+        self.downlink = declare(self, "downlink", "vision", "Result topics to wait for: the three standard "
+                                "messages, or the compact ladon/results (one FrameResults per frame)",
+                                choices=tuple(DOWNLINKS))
+        if self.downlink == "compact":
+            self.create_subscription(FrameResults, RESULTS, self._on_results, results_qos)
+        else:
+            for task in TASKS:
+                self.create_subscription(RESULT_TYPES[task], RESULT_TOPICS[task],
+                                         lambda msg, task=task: self._on_output(task, msg), results_qos)
         if declare(self, "server_counters", True, "Subscribe to /diagnostics for the server's counters (its messages "
                    "cross the emulated link: ~1.5 KB/s, a third of 37.5 kbit/s)"):
             self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
@@ -283,6 +314,15 @@ class DriverNode(LadonNode):
                 entry.arrived[task] = now
                 if len(entry.arrived) == len(TASKS):
                     self.done.notify_all()
+
+    def _on_results(self, msg: FrameResults) -> None:
+        """A compact result completes its frame only if it holds all three outputs."""
+        if msg.outputs & ALL_OUTPUTS != ALL_OUTPUTS:
+            self.get_logger().warning(f"FrameResults without every output (outputs {msg.outputs:#x}): frame not "
+                                      "complete", throttle_duration_sec=5.0)
+            return
+        for task in TASKS:
+            self._on_output(task, msg)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         """Keep the server's lifetime counters (summed over the robots it serves)."""

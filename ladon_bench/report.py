@@ -55,6 +55,12 @@ def latency_summary(latencies: Sequence[float | None], outcomes: Sequence[str] |
     return out
 
 
+DOWNLINKS = {"vision": "vision (Classification + Detection2DArray + PNG mask: three messages per frame)",
+             "compact": "compact (one ladon_msgs/FrameResults per frame on ladon/results)"}
+"""``ladon-bench-split --downlink``: how the results come back, as the Markdown header names it (runs recorded
+before the option were all ``vision``)."""
+
+
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
     return "–" if value is None else f"{value * scale:.{digits}f}"
 
@@ -73,6 +79,7 @@ def markdown(document: dict[str, Any]) -> str:
         f"Energy model: {document['energy_model']['formula']}.",
         f"Link profile: {s.get('link_profile', 'reliable')} (Fast DDS XML: {s.get('fastdds_xml', 'none')}); "
         f"per-frame deadline: {s.get('deadline', '–')}.",
+        f"Downlink: {DOWNLINKS.get(s.get('downlink', 'vision'), s.get('downlink'))}.",
         "",
         "| configuration | link | delivered | late | lost | server counted | p50 ms | p95 ms | p99 ms | "
         "KB/frame up | KB/frame down | packets lost | robot CPU ms/frame | robot mJ/frame |",

@@ -9,6 +9,10 @@ delivered / late (completed after the per-frame deadline: a drop, not a latency)
 from /diagnostics, bytes on the veth link per frame (kernel counters, both directions), robot CPU time per frame
 (cgroup accounting) and robot energy per frame (:class:`~ladon_bench.report.EnergyModel`).
 
+``--downlink`` chooses how the results come back: ``vision`` (the three standard messages per frame, as today) or
+``compact`` (one ``ladon_msgs/FrameResults`` per frame on ``ladon/results``; every configuration publishes it, the
+Ladon server natively, the baselines through the same conversion).
+
 ``--link-profile`` (:mod:`ladon_ros.link_profiles`) sets the QoS of the topics crossing the link for every
 configuration, and the Fast DDS XML of the profile without its transport section (the nodes talk UDPv4 only, so the
 traffic crosses the emulated link; ``--no-fastdds-profile``: Fast DDS defaults, the behaviour before the profiles).
@@ -40,7 +44,7 @@ from ladon.errors import LadonError
 from ladon.image_io import list_images
 from ladon_bench import scenario416
 from ladon_bench.link import LinkSetupError, LinkSpec, LinkTestbed, parse_rate
-from ladon_bench.report import EnergyModel, latency_summary, write_report
+from ladon_bench.report import DOWNLINKS, EnergyModel, latency_summary, write_report
 from ladon_ros.link_profiles import DEFAULT_LINK_PROFILE, LINK_PROFILES, link_profile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -323,6 +327,7 @@ def run_config(tb: LinkTestbed, config: BenchConfig, links: Sequence[LinkSpec], 
             tb.robot_group.add(p.pid)
         driver_argv = _python_module("ladon_bench.nodes", "driver", "--ros-args",
                                      "-p", f"images:={args.images}", "-p", f"link_profile:={args.link_profile}",
+                                     "-p", f"downlink:={args.downlink}",
                                      "-p", f"server_counters:={'false' if args.no_server_counters else 'true'}")
         dp = procs.start("driver", tb.netns_command("robot", driver_argv), node_env(args.domain, False, xml),
                          log_dir / f"{slug}.driver.log", stdout=subprocess.PIPE, stdin=subprocess.PIPE)
@@ -422,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--losses", default=DEFAULT_LOSSES, help="comma-separated packet loss probabilities")
     p.add_argument("--link-profile", default=DEFAULT_LINK_PROFILE, choices=tuple(LINK_PROFILES),
                    help="QoS of the topics crossing the link, and its Fast DDS XML (ladon_ros.link_profiles)")
+    p.add_argument("--downlink", default="vision", choices=tuple(DOWNLINKS),
+                   help="results the robot waits for: the three standard messages per frame (vision) or one "
+                        "ladon_msgs/FrameResults per frame on ladon/results (compact)")
     p.add_argument("--no-fastdds-profile", action="store_true",
                    help="run the nodes without the profile's Fast DDS XML (Fast DDS defaults: 3 s heartbeat)")
     p.add_argument("--deadline-s", type=float, default=0.0,
@@ -499,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "models": args.model, "teacher": args.teacher or "random weights (timing only)",
                     "images": args.images, "frame_size": f"{len(images)} images, model input {size} px",
                     "frames": args.frames, "warmup": args.warmup, "robot_cpus": tb.robot_cpus,
-                    "link_profile": args.link_profile,
+                    "link_profile": args.link_profile, "downlink": args.downlink,
                     "fastdds_xml": ("none (Fast DDS defaults)" if args.no_fastdds_profile else
                                     f"config/{link_profile(args.link_profile).fastdds_xml} without transports"),
                     "deadline": (f"{args.deadline_s:g} s" if args.deadline_s > 0 else
@@ -512,7 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs": runs,
                 "notes": [
                     "Latency: camera stamp -> all three outputs back on the robot (closed loop, one frame in flight); "
-                    "the segmentation mask comes back as PNG (<segmentation>/compressed).",
+                    + ("the segmentation mask comes back as PNG (<segmentation>/compressed)."
+                       if args.downlink == "vision" else "all three in one ladon_msgs/FrameResults per frame "
+                       "(ladon/results, --downlink compact), the mask as PNG inside it."),
                     "Frames: delivered = all three outputs by the per-frame deadline; late = complete only after it "
                     "(a drop: never averaged into the latency); lost = never complete. Percentiles are over the "
                     "delivered frames. server = the Ladon server's /diagnostics counters during the cell "

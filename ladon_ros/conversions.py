@@ -2,7 +2,10 @@
 
 * ``ladon.Packet`` <-> ``ladon_msgs/CompressedFeatures``
 * ``sensor_msgs/Image`` / ``CompressedImage`` -> HxWx3 uint8 RGB, and numpy -> ``sensor_msgs/Image``
-* ``ladon.Result`` -> ``vision_msgs/Detection2DArray``, ``vision_msgs/Classification``, mono8 mask ``Image``
+* ``ladon.Result`` -> ``vision_msgs/Detection2DArray``, ``vision_msgs/Classification``, mono8 mask ``Image``, PNG
+  mask ``CompressedImage``
+* ``ladon.Result`` -> ``ladon_msgs/FrameResults`` (the compact downlink, one message per frame) -> the same standard
+  messages, built by the same functions (:func:`frame_results_msg`, :func:`expand_frame_results`)
 * class names -> ``vision_msgs/LabelInfo`` (hypotheses carry the class index as ``class_id``; the latched LabelInfo
   maps it to the name)
 
@@ -12,12 +15,15 @@ allocated from a header field before it is checked against the data actually pre
 
 from __future__ import annotations
 
+import array
+import dataclasses
 import math
 import sys
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from ladon_msgs.msg import CompressedFeatures
+from ladon_msgs.msg import CompressedFeatures, FrameResults
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -33,7 +39,7 @@ from vision_msgs.msg import (
 )
 
 from ladon import Packet, Result
-from ladon.errors import InvalidImageError, PacketError
+from ladon.errors import InvalidImageError, PacketError, ResultsMessageError
 from ladon.features_message import LinkReport, features_codec_and_data, packet_from_features
 from ladon.geometry import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, to_rgb8
 from ladon.packet import PAYLOAD_BYTES_PER_SYMBOL_CAP
@@ -229,12 +235,18 @@ def detections_msg(result: Result, header: Header) -> Detection2DArray:
     """Detections as ``vision_msgs/Detection2DArray``, boxes in original pixels. ``class_id`` is the class index
     as a decimal string, the key the latched ``LabelInfo`` (``<topic>/label_info``) maps to the class name, as
     vision_msgs documents it; :func:`label_info_msg` builds that map."""
-    out = Detection2DArray()
-    out.header = header
     d = result.detection
     if d is None:
-        return out
-    for i, (box, label, score) in enumerate(zip(d.boxes, d.labels, d.scores)):
+        return _detections(np.zeros((0, 4), np.float32), [], [], header)
+    return _detections(d.boxes, d.labels, d.scores, header)
+
+
+def _detections(boxes: np.ndarray, labels: Sequence[int], scores: Sequence[float], header: Header) -> Detection2DArray:
+    """``Detection2DArray`` of boxes (N, 4) x0, y0, x1, y1 with their class indices and scores (both directions of
+    the downlink build it here)."""
+    out = Detection2DArray()
+    out.header = header
+    for i, (box, label, score) in enumerate(zip(boxes, labels, scores)):
         det = Detection2D()
         det.header = header
         det.id = str(i)
@@ -256,12 +268,14 @@ def detections_msg(result: Result, header: Header) -> Detection2DArray:
 def classification_msg(result: Result, header: Header) -> Classification:
     """Top-k classes as ``vision_msgs/Classification``, best first; ``class_id`` is the class index as a decimal
     string, mapped to its name by the latched ``LabelInfo`` (as for detections)."""
+    c = result.classification
+    return _classification(c.class_ids, c.scores, header) if c is not None else _classification([], [], header)
+
+
+def _classification(class_ids: Sequence[int], scores: Sequence[float], header: Header) -> Classification:
     out = Classification()
     out.header = header
-    c = result.classification
-    if c is not None:
-        out.results = [ObjectHypothesis(class_id=str(int(i)), score=float(score)) for i, score in
-                       zip(c.class_ids, c.scores)]
+    out.results = [ObjectHypothesis(class_id=str(int(i)), score=float(score)) for i, score in zip(class_ids, scores)]
     return out
 
 
@@ -287,14 +301,38 @@ def segmentation_png_msg(result: Result, header: Header) -> CompressedImage:
     instead of H x W, for low-rate downlinks."""
     if result.segmentation is None:
         raise ValueError("result has no segmentation")
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(result.segmentation.mask), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return png_mask_msg(encode_png_mask(result.segmentation.mask), header)
+
+
+def encode_png_mask(mask: np.ndarray) -> bytes:
+    """An HxW uint8 class-id mask as PNG bytes (8-bit greyscale, compression level 9)."""
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(mask), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 HxW array
         raise InvalidImageError("OpenCV could not encode the mask as PNG")
+    return png.tobytes()
+
+
+def png_mask_msg(png: bytes, header: Header) -> CompressedImage:
+    """PNG bytes of a class-id mask as the ``CompressedImage`` of :func:`segmentation_png_msg`."""
     msg = CompressedImage()
     msg.header = header
     msg.format = PNG_MASK_FORMAT
-    msg.data = png.tobytes()
+    msg.data = array.array("B", png)
     return msg
+
+
+def decode_png_mask(png: bytes) -> np.ndarray:
+    """The HxW uint8 class-id mask of a PNG (size checked against the caps before decoding); anything else (not a
+    PNG, truncated, colour or 16-bit) raises :class:`ladon.errors.InvalidImageError`."""
+    if not png.startswith(_PNG_SIGNATURE):
+        raise InvalidImageError("mask is not a PNG")
+    _check_size(*_compressed_size(png))
+    mask = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise InvalidImageError(f"cannot decode the PNG mask ({len(png)} bytes)")
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise InvalidImageError(f"PNG mask is {mask.dtype} with shape {mask.shape}, not 8-bit greyscale")
+    return mask
 
 
 def label_info_msg(class_names: tuple[str, ...] | list[str], header: Header, threshold: float = 0.0) -> LabelInfo:
@@ -304,3 +342,121 @@ def label_info_msg(class_names: tuple[str, ...] | list[str], header: Header, thr
     out.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(class_names)]
     out.threshold = float(threshold)
     return out
+
+
+# --------------------------------------------------------------------------------------------- compact downlink
+_FLAGS = {"classification": FrameResults.CLASSIFICATION, "detection": FrameResults.DETECTION,
+          "segmentation": FrameResults.SEGMENTATION}
+"""Per task: its bit in ``FrameResults.outputs``."""
+ALL_OUTPUTS = FrameResults.CLASSIFICATION | FrameResults.DETECTION | FrameResults.SEGMENTATION
+MAX_CLASS_ID = 65535
+"""Class indices travel as ``uint16``."""
+
+
+def _class_ids(ids: Sequence[int] | np.ndarray, what: str) -> array.array:
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_CLASS_ID):
+        raise ResultsMessageError(f"{what}: class ids must be in 0..{MAX_CLASS_ID}, got {ids.min()}..{ids.max()}")
+    return array.array("H", ids.astype(np.uint16).tobytes())
+
+
+def _float32(values: Sequence[float] | np.ndarray) -> array.array:
+    return array.array("f", np.asarray(values, dtype=np.float32).reshape(-1).tobytes())
+
+
+def frame_results_msg(result: Result, header: Header) -> FrameResults:
+    """All outputs of ``result`` (as published: detections already above the threshold) in one
+    ``ladon_msgs/FrameResults``: class ids as uint16, scores and boxes as float32, the mask as the PNG of
+    :func:`segmentation_png_msg`; ``outputs`` flags the tasks ``result`` holds."""
+    msg = FrameResults()
+    msg.header = header
+    msg.partial = result.partial
+    outputs = 0
+    if (c := result.classification) is not None:
+        outputs |= FrameResults.CLASSIFICATION
+        msg.class_ids = _class_ids(c.class_ids, "classification")
+        msg.class_scores = _float32(c.scores)
+    if (d := result.detection) is not None:
+        outputs |= FrameResults.DETECTION
+        msg.boxes = _float32(d.boxes)
+        msg.box_class_ids = _class_ids(d.labels, "detection")
+        msg.box_scores = _float32(d.scores)
+    if (s := result.segmentation) is not None:
+        outputs |= FrameResults.SEGMENTATION
+        msg.mask_png = array.array("B", encode_png_mask(s.mask))
+    msg.outputs = outputs
+    return msg
+
+
+@dataclasses.dataclass
+class ExpandedResults:
+    """The standard messages of one ``FrameResults``, equal to the server's direct outputs of that frame; ``None``
+    where the output was not computed (``mask``: also when not asked for)."""
+
+    header: Header
+    partial: bool
+    classification: Classification | None
+    detections: Detection2DArray | None
+    mask_png: CompressedImage | None
+    mask: Image | None
+    """The mono8 mask (``ladon/segmentation``)."""
+
+
+def deserialize_frame_results(raw: bytes) -> FrameResults:
+    """A serialized ``FrameResults`` (CDR, as a raw subscription receives it) as a message."""
+    try:
+        return deserialize_message(raw, FrameResults)
+    except Exception as exc:  # the type support raises several types on malformed CDR
+        raise ResultsMessageError(f"undecodable FrameResults message ({len(raw)} bytes): {type(exc).__name__}") \
+            from None
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise ResultsMessageError(f"{what} holds non-finite values")
+    return values
+
+
+def expand_frame_results(msg: FrameResults, *, mono8: bool = True) -> ExpandedResults:
+    """Check a ``FrameResults`` and rebuild the server's messages with the server's own builders:
+    ``Classification``, ``Detection2DArray``, the PNG mask ``CompressedImage`` (the received bytes) and, with
+    ``mono8``, the decoded mask as a mono8 ``Image``. The PNG is always decoded (a relayed mask is a valid one).
+
+    Raises :class:`ladon.errors.ResultsMessageError` for unknown output flags, fields of an output that is not
+    flagged, lengths that do not match (boxes not 4 per detection, ids and scores of different lengths),
+    non-finite scores or boxes, or inverted boxes; :class:`ladon.errors.InvalidImageError` for a mask that is not
+    an 8-bit greyscale PNG within the image caps."""
+    outputs = int(msg.outputs)
+    if outputs & ~ALL_OUTPUTS:
+        raise ResultsMessageError(f"unknown output flags {outputs & ~ALL_OUTPUTS:#x} in outputs {outputs:#x}")
+    fields = {"classification": (msg.class_ids, msg.class_scores),
+              "detection": (msg.boxes, msg.box_class_ids, msg.box_scores), "segmentation": (msg.mask_png,)}
+    for task, values in fields.items():
+        if not outputs & _FLAGS[task] and any(len(v) for v in values):
+            raise ResultsMessageError(f"{task} is not flagged in outputs {outputs:#x} but its fields are not empty")
+    classification = detections = mask_png = mask = None
+    if outputs & FrameResults.CLASSIFICATION:
+        ids = np.asarray(msg.class_ids, dtype=np.uint16)
+        scores = _finite(np.asarray(msg.class_scores, dtype=np.float32), "class_scores")
+        if len(ids) != len(scores):
+            raise ResultsMessageError(f"{len(ids)} class_ids but {len(scores)} class_scores")
+        classification = _classification(ids.tolist(), scores.tolist(), msg.header)
+    if outputs & FrameResults.DETECTION:
+        flat = _finite(np.asarray(msg.boxes, dtype=np.float32), "boxes")
+        labels = np.asarray(msg.box_class_ids, dtype=np.uint16)
+        scores = _finite(np.asarray(msg.box_scores, dtype=np.float32), "box_scores")
+        if len(flat) % 4 or not len(flat) // 4 == len(labels) == len(scores):
+            raise ResultsMessageError(f"{len(flat)} box values (4 per box), {len(labels)} box_class_ids and "
+                                      f"{len(scores)} box_scores do not describe the same boxes")
+        boxes = flat.reshape(-1, 4)
+        if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
+            raise ResultsMessageError("a box has x1 < x0 or y1 < y0")
+        detections = _detections(boxes, labels.tolist(), scores.tolist(), msg.header)
+    if outputs & FrameResults.SEGMENTATION:
+        png = bytes(msg.mask_png)
+        if not png:
+            raise ResultsMessageError("segmentation is flagged but mask_png is empty")
+        decoded = decode_png_mask(png)
+        mask_png = png_mask_msg(png, msg.header)
+        mask = array_to_image_msg(decoded, "mono8", msg.header) if mono8 else None
+    return ExpandedResults(msg.header, bool(msg.partial), classification, detections, mask_png, mask)

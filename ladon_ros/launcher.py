@@ -7,7 +7,8 @@ file (``config/split.yaml``) and the same launch arguments, given as ``ros2 laun
 the user chose one, forwards Ctrl-C (SIGINT) to every node and stops them all when one of them fails.
 ``--dry-run`` prints the commands instead.
 
-- ``robot``: the encoder (and, with ``use_source:=true``, the image source as the camera);
+- ``robot``: the encoder (and, with ``use_source:=true``, the image source as the camera; with
+  ``results_relay:=true``, ``ladon_results_relay``);
 - ``edge``: the server for the namespaces in ``robots``;
 - ``split``: both in one namespace.
 """
@@ -73,6 +74,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    "model)", _ROBOT),
     LaunchArgument("rate", "2.0", "image source rate (Hz)", _ROBOT, float),
     LaunchArgument("max_frames", "0", "image source stops after N frames (0 = loop)", _ROBOT, int),
+    LaunchArgument("results_relay", "false", "start ladon_results_relay: the server's compact ladon/results "
+                   "re-expanded on the robot under ladon/relayed/...", _ROBOT, bool),
     LaunchArgument("device", "cpu", "torch device of the server", _EDGE),
     LaunchArgument("tasks", ",".join(TASKS), "comma-separated tasks the server runs", _EDGE),
     LaunchArgument("robots", "['']", "robot namespaces the server serves, as a YAML list ('' = its own)",
@@ -113,7 +116,7 @@ def _bool(value: bool) -> str:
 
 
 def robot_commands(args: argparse.Namespace, base: list[str]) -> list[NodeCommand]:
-    """The image source (if ``use_source``) and the encoder."""
+    """The image source (if ``use_source``), the encoder and the results relay (if ``results_relay``)."""
     model = ["-p", f"model:={args.model}"] if args.model else []
     commands = []
     if args.use_source:
@@ -126,6 +129,9 @@ def robot_commands(args: argparse.Namespace, base: list[str]) -> list[NodeComman
         "-p", f"image_transport:={args.image_transport}", "-r", f"image:={args.image_topic}",
         "-p", f"link_profile:={args.link_profile}",
         *(["-p", f"bundle:={args.bundle}"] if args.bundle else []), *args.encoder_args]))
+    if args.results_relay:
+        commands.append(NodeCommand("ladon_results_relay", [
+            _script("ladon_results_relay"), *base, "-p", f"link_profile:={args.link_profile}"]))
     return commands
 
 

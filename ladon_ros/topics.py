@@ -7,7 +7,7 @@ server and image-source nodes, the recorder and the benchmark nodes.
 
 from __future__ import annotations
 
-from ladon_msgs.msg import CompressedFeatures
+from ladon_msgs.msg import CompressedFeatures, FrameResults
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, Detection2DArray
 
@@ -26,6 +26,13 @@ lost, ``group_policy: partial``), with that frame's header: outputs whose stamp 
 were computed with some latent channels filled with the entropy model's medians."""
 OVERLAY = "ladon/overlay"
 """``sensor_msgs/Image``: the results drawn for people (published only while subscribed)."""
+RESULTS = "ladon/results"
+"""``ladon_msgs/FrameResults``: every output of a frame in one message, the compact results downlink (the server
+publishes it only while subscribed); ``ladon_results_relay`` re-expands it on the robot under :data:`RELAYED`."""
+RESULTS_TYPE = FrameResults
+RELAYED = "ladon/relayed"
+"""Prefix of ``ladon_results_relay``'s outputs: ``ladon/classification`` -> ``ladon/relayed/classification`` (see
+:func:`relayed_topic`), so a robot-side subscriber never receives the server's own topics twice."""
 LABEL_INFO_SUFFIX = "/label_info"
 """A task's latched ``vision_msgs/LabelInfo`` is published at ``<output topic>/label_info``."""
 
@@ -62,6 +69,12 @@ def transport_topic(node, base: str, transport: str) -> str:
 def robot_topic(ns: str, name: str) -> str:
     """``name`` inside robot namespace ``ns``: relative when ``ns`` is empty, absolute when ``ns`` starts with /."""
     return f"{ns.rstrip('/')}/{name}" if ns else name
+
+
+def relayed_topic(topic: str, prefix: str = RELAYED) -> str:
+    """The relay's name for one of the server's topics: ``ladon/<rest>`` -> ``<prefix>/<rest>``."""
+    rest = topic[len("ladon/"):] if topic.startswith("ladon/") else topic
+    return f"{prefix.rstrip('/')}/{rest}"
 
 
 def output_name(topic: str) -> str:

@@ -10,6 +10,12 @@ incomplete ones dropped after ``group_deadline_s`` or, with ``group_policy: part
 channels filled with the entropy model's medians and announced on ``ladon/partial`` (a ``std_msgs/Header`` equal to
 the frame's outputs' header).
 
+Per robot it publishes ``ladon/{classification,detections,segmentation}`` (vision_msgs / mono8 ``Image``), the PNG
+mask ``ladon/segmentation/compressed``, ``ladon/overlay``, and the compact downlink ``ladon/results``
+(``ladon_msgs/FrameResults``: every output of a frame in one message, a third of the bytes; parameter
+``results.enabled``, encoded only while subscribed, and then every enabled head runs) for ``ladon_results_relay`` to
+re-expand on the robot. All outputs use ``output_qos`` (the ``link_profile``'s results QoS).
+
 A lifecycle node (:class:`ladon_ros.node_main.LadonLifecycleNode`): configure loads the model and the backend,
 activate creates the robots' topics and starts the worker, deactivate stops serving (robots' topics removed,
 accelerator memory freed), cleanup releases the backend and the model; ``autostart`` (default) does configure and
@@ -66,6 +72,7 @@ from ladon_ros.conversions import (
     classification_msg,
     deserialize_features,
     detections_msg,
+    frame_results_msg,
     label_info_msg,
     msg_to_packet,
     segmentation_msg,
@@ -158,6 +165,8 @@ class Robot:
     """``ladon/partial``: the header of each frame served partial."""
     link: tuple[float, LinkReport] | None = None
     """(beta, report) of the robot's latest frame that carried its rate controller's link report."""
+    results: Publisher | None = None
+    """``ladon/results``: every output of a frame in one ``FrameResults`` (parameter ``results.enabled``)."""
 
 
 class LadonServerNode(LadonLifecycleNode):
@@ -187,6 +196,9 @@ class LadonServerNode(LadonLifecycleNode):
         self.enabled = {t: declare(self, f"tasks.{t}", True, f"Run the {t} head when its output has subscribers")
                         for t in TASKS}
         self.overlay_enabled = declare(self, "overlay.enabled", True, "Publish ladon/overlay (bgr8)")
+        self.results_enabled = declare(self, "results.enabled", True, "Publish ladon/results (ladon_msgs/FrameResults: "
+                                       "every output of a frame in one message, for ladon_results_relay); encoded "
+                                       "only while subscribed, and then every enabled head runs")
         # Tunable at run time (ros2 param set): overlay.background/scale, top_k, detection.publish_threshold.
         self.overlay_background = declare(
             self, "overlay.background", "mask", "Overlay drawn on the coloured 'mask', or on the camera 'image' "
@@ -384,6 +396,9 @@ class LadonServerNode(LadonLifecycleNode):
                       stats=StreamStats(problem_window_s=self.diag_window_s),
                       foxglove=FoxgloveOutputs(self, ns, output_qos, self.tasks))
         robot.mask_png = mask_png
+        if self.results_enabled and self.tasks:
+            robot.results = self.create_publisher(topics.RESULTS_TYPE, robot_topic(ns, topics.RESULTS), output_qos)
+            robot.handles.append(robot.results)
         if overlay is not None:  # lazy: subscribed while the overlay is watched and drawn on the camera image
             robot.camera = OverlayImageInput(self, ns, self.image_transport, image_qos, on_error=lambda text: (
                 self.get_logger().warning(f"{robot.name}: {text}", throttle_duration_sec=LOG_THROTTLE_S)))
@@ -646,10 +661,11 @@ class LadonServerNode(LadonLifecycleNode):
                                         f"{traceback.format_exc()}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _wanted_tasks(self, robot: Robot) -> tuple[tuple[str, ...], bool]:
-        """Enabled tasks whose outputs have subscribers (all of them for a subscribed overlay), and the overlay."""
+        """Enabled tasks whose outputs have subscribers (all of them for a subscribed overlay or ``ladon/results``),
+        and the overlay."""
         overlay = robot.overlay is not None and robot.overlay.get_subscription_count() > 0
-        if overlay:
-            return self.tasks, True
+        if overlay or (robot.results is not None and robot.results.get_subscription_count() > 0):
+            return self.tasks, overlay
         extra = robot.foxglove.wanted_tasks() if robot.foxglove is not None else ()
         return tuple(t for t in self.tasks if robot.outputs[t].get_subscription_count() > 0 or t in extra
                      or (t == "segmentation" and robot.mask_png.get_subscription_count() > 0)), False
@@ -672,6 +688,8 @@ class LadonServerNode(LadonLifecycleNode):
                 robot.outputs["segmentation"].publish(segmentation_msg(result, header))
             if robot.mask_png.get_subscription_count() > 0:
                 robot.mask_png.publish(segmentation_png_msg(result, header))
+        if robot.results is not None and robot.results.get_subscription_count() > 0:
+            robot.results.publish(frame_results_msg(result, header))
         if overlay:
             image = draw_overlay(self._background(robot, result, header), result, score_threshold=self.threshold,
                                  scale=self.overlay_scale)

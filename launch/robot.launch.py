@@ -2,7 +2,9 @@
 
 Starts the encoder (camera ``image`` remapped to ``image_topic``, raw or ``<image_topic>/compressed`` by
 ``image_transport``) and, with ``use_source:=true``, the bundled image source as the camera (its images follow the
-model's classes) plus a static transform ``map -> camera`` so rviz's fixed frame exists. With no arguments it runs
+model's classes) plus a static transform ``map -> camera`` so rviz's fixed frame exists. With
+``results_relay:=true`` it also starts ``ladon_results_relay``, the robot end of the compact results downlink
+(``ladon/results`` re-expanded under ``ladon/relayed/...``). With no arguments it runs
 the bundled demo model on the bundled shapes scenes. Sets the shipped Fast DDS profile for large images unless one
 is set (or another RMW is chosen), and shuts the launch down when a node dies. Arguments mirror
 ``ladon-launch robot``::
@@ -78,6 +80,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="Image source stops after N frames (0 = loop)"),
         DeclareLaunchArgument("camera_tf", default_value="true",
                               description="With use_source: publish a static map -> camera transform for rviz"),
+        DeclareLaunchArgument("results_relay", default_value="false",
+                              description="Start ladon_results_relay: the server's compact ladon/results "
+                                          "re-expanded on the robot under ladon/relayed/..."),
     ]
     namespace = LaunchConfiguration("namespace")
     params_file = LaunchConfiguration("params_file")
@@ -100,6 +105,11 @@ def generate_launch_description() -> LaunchDescription:
                                                "image_transport": LaunchConfiguration("image_transport"),
                                                "link_profile": LaunchConfiguration("link_profile")}],
              remappings=remap, ros_arguments=ros_args, on_exit=Shutdown(reason="a Ladon node exited")),
+        Node(package=PACKAGE, executable="ladon_results_relay", name="ladon_results_relay", namespace=namespace,
+             parameters=[params_file, {"autostart": LaunchConfiguration("autostart"),
+                                       "link_profile": LaunchConfiguration("link_profile")}],
+             ros_arguments=ros_args, on_exit=Shutdown(reason="a Ladon node exited"),
+             condition=IfCondition(LaunchConfiguration("results_relay"))),
         Node(package="tf2_ros", executable="static_transform_publisher", name="ladon_camera_tf",
              namespace=namespace, arguments=["--frame-id", "map", "--child-frame-id", "camera"],
              condition=IfCondition(PythonExpression([_true("use_source"), " and ", _true("camera_tf")]))),

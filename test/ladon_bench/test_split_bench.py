@@ -29,6 +29,7 @@ def test_parser_defaults_cover_the_issue_matrix() -> None:
     assert args.rates.split(",") == ["unshaped", "50Mbit", "10Mbit", "5Mbit", "1Mbit"]
     assert args.losses == "0,0.01,0.05" and args.low_rate == "37.5kbit"
     assert args.link_profile == "reliable" and not args.no_fastdds_profile and args.subnet == 213
+    assert args.downlink == "vision"
     assert args.configs.split(",") == ["ladon", "es", "jpeg", "raw", "local"]
     assert len(args.jpeg_qualities.split(",")) == 2 and args.robot_quota == 0.5
 
@@ -68,3 +69,30 @@ def test_smoke_every_configuration_over_a_lossy_shaped_link(tmp_path) -> None:
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "lsm" not in names  # cleaned up
     assert os.path.isdir(default_images())
+
+
+def test_smoke_compact_downlink_for_every_kind_of_edge(tmp_path) -> None:
+    """``--downlink compact``: the driver waits for one FrameResults per frame, which the real server (ladon), the
+    per-task Entropic-Student edge (gathered over three bitstreams), the JPEG teacher edge and the local robot all
+    publish; own domain and subnet."""
+    model = build_model("resnet_tiny", 8, beta=1.28, classification_classes=CLASSES,
+                        detection_classes=("__background__", *CLASSES), segmentation_classes=("background", *CLASSES),
+                        preprocess=PreprocessConfig(input_size=160), seed=0)
+    path = tmp_path / "model.pt"
+    model.save(path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ladon_bench.runner", "--model", str(path), "--configs", "ladon,es,jpeg,local",
+         "--jpeg-qualities", "50", "--downlink", "compact", "--rates", "10Mbit", "--losses", "0", "--low-rate", "",
+         "--frames", "2", "--warmup", "1", "--domain", "209", "--subnet", "219",
+         "--prefix", f"lsc{os.getpid() % 10000}-", "--out", str(out), "--startup-timeout", "300", "--no-plots"],
+        capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((out / "split_bench.json").read_text())
+    assert doc["settings"]["downlink"] == "compact"
+    assert "Downlink: compact" in (out / "split_bench.md").read_text()
+    runs = {r["config"]: r for r in doc["runs"]}
+    assert set(runs) == {"ladon β=1.28", "entropic-student β=1.28", "jpeg q50", "local"}
+    for run in runs.values():
+        assert run["outcomes"] == ["delivered", "delivered"], run
+    assert runs["ladon β=1.28"]["server_counters"].get("frames") == 2

@@ -1,4 +1,5 @@
-"""The compact results downlink: the PNG class-id mask equals the mono8 mask, in far fewer bytes."""
+"""The compact results downlink: the PNG class-id mask equals the mono8 mask, in far fewer bytes; one FrameResults
+per frame is smaller than the three standard messages."""
 
 from __future__ import annotations
 
@@ -27,3 +28,4 @@ def test_downlink_measurement_counts_every_message(tiny_model) -> None:
     sizes = measure(model, [np.zeros((96, 128, 3), np.uint8)])
     assert sizes["mask_mono8"] > 96 * 128 > sizes["mask_png"] > 0
     assert sizes["all_three_with_png_mask"] == sizes["classification"] + sizes["detections"] + sizes["mask_png"]
+    assert sizes["mask_png"] < sizes["compact_frame_results"] < sizes["all_three_with_png_mask"]

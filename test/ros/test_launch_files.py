@@ -106,7 +106,8 @@ def prefix(tmp_path_factory) -> Path:
     lib = root / "lib/ladon_bringup"
     lib.mkdir(parents=True)
     for name, module in (("ladon_encoder", "ladon_encoder_node.node"), ("ladon_server", "ladon_server_node.node"),
-                         ("ladon_image_source", "ladon_ros.image_source")):
+                         ("ladon_image_source", "ladon_ros.image_source"),
+                         ("ladon_results_relay", "ladon_ros.results_relay")):
         script = lib / name
         script.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from {module} import main; "
                           f"sys.exit(main())' \"$@\"\n")
@@ -116,7 +117,8 @@ def prefix(tmp_path_factory) -> Path:
 
 def _env(prefix: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
-    env.update(AMENT_PREFIX_PATH=str(prefix), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **extra)
+    python_path = os.pathsep.join([str(REPO), *[p for p in [os.environ.get("PYTHONPATH")] if p]])
+    env.update(AMENT_PREFIX_PATH=str(prefix), PYTHONPATH=python_path, PYTHONUNBUFFERED="1", **extra)
     return env
 
 
@@ -190,6 +192,56 @@ def test_split_with_no_arguments_shows_learned_outputs(ros_context, prefix):
 
 
 @needs_launch
+def test_split_with_results_relay_relays_the_compact_downlink(prefix):
+    """``split.launch.py results_relay:=true``: the relay starts next to the encoder and the server's compact
+    ``ladon/results`` comes out under ``ladon/relayed/...`` with the latched class names (own DDS domain)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import CompressedImage
+    from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
+
+    from ladon_ros.conversions import class_names_from_label_info
+
+    domain = 208
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = Node("relay_launch_client", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    got: dict[str, list] = {}
+    for name, msg_type in (("classification", Classification), ("detections", Detection2DArray),
+                           ("segmentation/compressed", CompressedImage)):
+        got[name] = box = []
+        node.create_subscription(msg_type, f"/launch_relay/ladon/relayed/{name}", box.append, 10)
+    labels: list = []
+    node.create_subscription(LabelInfo, "/launch_relay/ladon/relayed/classification/label_info", labels.append,
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    proc = _launch(prefix, "split", "namespace:=/launch_relay", "camera_tf:=false", "rate:=4.0", "results_relay:=true",
+                   ROS_DOMAIN_ID=str(domain))
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None and not (all(got.values()) and labels):
+            executor.spin_once(timeout_sec=0.2)
+        assert all(got.values()) and labels, f"nothing relayed; launch output:\n{_stop(proc)[1][-4000:]}"
+        assert node.count_publishers("/launch_relay/ladon/results") == 1  # the server's
+    finally:
+        code, output = _stop(proc)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert code == 0, output[-4000:]
+    assert "ladon_results_relay" in output
+    names = class_names_from_label_info(labels[-1])
+    assert tuple(names.values()) == SHAPES_CLASSES
+    top = got["classification"][0].results[0]
+    assert names[top.class_id] in SHAPES_CLASSES and top.score > 0.5
+    assert got["segmentation/compressed"][0].format == "mono8; png compressed mono8"
+
+
+@needs_launch
 def test_a_node_that_dies_shuts_the_launch_down(prefix):
     """A bad model makes the encoder exit 1 (FATAL line, no traceback); launch stops the image source and ends."""
     proc = _launch(prefix, "robot", "namespace:=/launch_dies", "camera_tf:=false", "model:=/nonexistent/model.pt",
@@ -215,7 +267,9 @@ def test_fastdds_profile_only_when_unset_and_fast_dds(prefix, env, expected):
     code = ("import importlib.util, os, sys; import launch_harness; launch_harness._sources(); "
             f"spec = importlib.util.spec_from_file_location('robot_launch', {str(FILES['robot'])!r}); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            f"os.environ.update({env!r}); print(len(m._fastdds_profile(None)))")
+            "from launch import LaunchContext; context = LaunchContext(); "
+            "context.launch_configurations['link_profile'] = 'reliable'; "
+            f"os.environ.update({env!r}); print(len(m._fastdds_profile(context)))")
     proc = subprocess.run([sys.executable, "-c", code], env={**_env(prefix),
                           "PYTHONPATH": f"{REPO}{os.pathsep}{HARNESS.parent}"}, capture_output=True, text=True,
                           timeout=120)

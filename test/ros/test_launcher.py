@@ -18,6 +18,7 @@ from rclpy.node import Node
 from ladon_encoder_node.node import LadonEncoderNode
 from ladon_ros import launcher
 from ladon_ros.image_source import ImageSourceNode
+from ladon_ros.results_relay import ResultsRelayNode
 from ladon_server_node.node import LadonServerNode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,11 +135,24 @@ def test_robot_and_edge_pipelines(capsys):
     assert (p["robots"], p["device"], p["overlay.background"]) == ("['/robot1', '/robot2']", "cuda:0", "image")
 
 
+def test_results_relay_starts_next_to_the_encoder(capsys):
+    """``results_relay:=true``: the relay in the robot's namespace with the params file and the link profile."""
+    encoder, relay = _dry_run(capsys, "--random-weights", "use_source:=false", "results_relay:=true",
+                              "namespace:=/robot1", "link_profile:=latency", pipeline="robot")
+    assert Path(encoder[0]).name == "ladon_encoder"
+    assert Path(relay[0]).name == "ladon_results_relay" and relay[1] == "--ros-args"
+    assert relay[relay.index("--params-file") + 1] == str(launcher.config_dir() / "split.yaml")
+    assert _remaps(relay)["__ns"] == "/robot1" and _params(relay)["link_profile"] == "latency"
+    names = [Path(c[0]).name for c in _dry_run(capsys, "--random-weights", "results_relay:=true")]
+    assert names == ["ladon_image_source", "ladon_encoder", "ladon_results_relay", "ladon_server"]
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["robot", "robots:=['/a']"], "unknown launch argument 'robots' for robot"),
     (["edge", "use_source:=false"], "unknown launch argument 'use_source' for edge"),
     (["split", "image_topic"], "expected name:=value"),
     (["split", "use_source:=maybe"], "use_source must be true or false"),
+    (["edge", "results_relay:=true"], "unknown launch argument 'results_relay' for edge"),
     (["split", "rate:=fast"], "rate must be a float"),
 ])
 def test_bad_launch_arguments_are_usage_errors(capsys, argv, message):
@@ -279,7 +293,7 @@ def split_yaml() -> dict[str, dict[str, Any]]:
 
 
 def test_split_yaml_has_one_section_per_node(split_yaml):
-    assert set(split_yaml) == {"ladon_image_source", "ladon_encoder", "ladon_server"}
+    assert set(split_yaml) == {"ladon_image_source", "ladon_encoder", "ladon_server", "ladon_results_relay"}
     data = yaml.safe_load((REPO / "config" / "split.yaml").read_text())
     assert all(section.startswith("/**/") for section in data)  # matches the nodes in any namespace
 
@@ -289,8 +303,8 @@ def tiny_model_path(tiny_model_file) -> Path:
     return tiny_model_file
 
 
-@pytest.mark.parametrize("node_class", [ImageSourceNode, LadonEncoderNode, LadonServerNode],
-                         ids=["ladon_image_source", "ladon_encoder", "ladon_server"])
+@pytest.mark.parametrize("node_class", [ImageSourceNode, LadonEncoderNode, LadonServerNode, ResultsRelayNode],
+                         ids=["ladon_image_source", "ladon_encoder", "ladon_server", "ladon_results_relay"])
 def test_split_yaml_sets_only_declared_parameters_and_they_apply(ros_context, split_yaml, tiny_model_path,
                                                                  node_class):
     """Each node started with the params file (namespaced, so the /** wildcard is exercised) declares every key

@@ -14,10 +14,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from ladon_msgs.msg import FrameResults
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Classification, Detection2DArray, LabelInfo
 
@@ -25,7 +26,7 @@ import ladon
 from ladon.errors import LadonError
 from ladon.heads import DetectionConfig
 from ladon.visualize import draw_overlay, palette
-from ladon_ros.conversions import array_to_image_msg, packet_to_msg
+from ladon_ros.conversions import ALL_OUTPUTS, array_to_image_msg, expand_frame_results, packet_to_msg
 from ladon_server_node.node import LATCHED_QOS, LadonServerNode
 
 ROBOTS = ["/r1", "r2", "/r3"]  # absolute, relative (-> /edge/r2), absolute
@@ -210,6 +211,38 @@ def test_bad_frames_are_rejected_and_counted(setup):
     assert float(r1["body_ms_mean"]) > 0 and float(r1["detection_ms_mean"]) > 0 and "stamp_age_ms_mean" in r1
 
 
+def test_compact_results_run_every_head_and_equal_the_direct_outputs(setup):
+    """``ladon/results`` alone makes the server run every head (one message holds every output); expanded, it
+    equals the classification, detections and masks the server publishes directly for the same frame."""
+    s = setup
+    robot = s.robot("r2")
+    compact = s.inbox(FrameResults, "/edge/r2/ladon/results")
+    s.spin_until(lambda: robot.results.get_subscription_count() > 0)
+    assert robot.outputs["detection"].get_subscription_count() == robot.mask_png.get_subscription_count() == 0
+    s.publish("/edge/r2/ladon/features", packet_to_msg(s.packet, header(500)))
+    s.spin_until(lambda: any(m.header == header(500) for m in compact))
+    first = next(m for m in compact if m.header == header(500))
+    assert first.outputs == ALL_OUTPUTS and not first.partial and len(first.mask_png) > 0
+
+    direct = {name: s.inbox(t, f"/edge/r2/ladon/{name}") for name, t in (
+        ("classification", Classification), ("detections", Detection2DArray), ("segmentation", Image),
+        ("segmentation/compressed", CompressedImage))}
+    for output in ("classification", "detection", "segmentation"):
+        s.wait_subscribed("r2", output)
+    s.spin_until(lambda: robot.mask_png.get_subscription_count() > 0)
+    s.publish("/edge/r2/ladon/features", packet_to_msg(s.packet, header(501)))
+
+    def of_frame(msgs: list):
+        return next((m for m in msgs if m.header == header(501)), None)
+
+    s.spin_until(lambda: of_frame(compact) is not None and all(of_frame(m) is not None for m in direct.values()))
+    out = expand_frame_results(of_frame(compact))
+    assert out.classification == of_frame(direct["classification"])
+    assert out.detections == of_frame(direct["detections"]) and out.detections.detections
+    assert out.mask_png == of_frame(direct["segmentation/compressed"])
+    assert out.mask == of_frame(direct["segmentation"])
+
+
 def test_heads_run_only_for_subscribed_outputs(setup, monkeypatch):
     """No subscribers: decode only. Classification subscribed: the detection head never runs. Worker errors
     are counted and the worker carries on."""
@@ -296,10 +329,11 @@ def test_configuration_errors(setup, ros_context):
 def test_random_weights(ros_context):
     node = LadonServerNode(context=ros_context, parameter_overrides=[
         Parameter("random_weights", value=True), Parameter("robots", value=["/rw"]),
-        Parameter("tasks.detection", value=False)])
+        Parameter("tasks.detection", value=False), Parameter("results.enabled", value=False)])
     try:
         assert node.model.random_weights and node.model.config.backbone == "resnet50"
         assert node.tasks == ("classification", "segmentation") and set(node.robots[0].outputs) == set(node.tasks)
+        assert node.robots[0].results is None and node.count_publishers("/rw/ladon/results") == 0
     finally:
         node.destroy_node()
 
