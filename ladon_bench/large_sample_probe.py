@@ -12,8 +12,8 @@ period keeps a reliable link usable at LoRa-class rates (``--xml fastdds_reliabl
 A publisher in the robot namespace sends one ``std_msgs/String`` of ``--sizes`` bytes at a time to a subscriber in
 the edge namespace (reliable, keep-last 5, set in code), waits for it (``--deadline-s``), and counts the link's
 bytes and packets. Per profile and size: delivered, p50/p99 latency, wire bytes and packets per sample (both
-directions, incl. repairs, heartbeats, ACKs). One unmeasured sample first lets discovery finish. Writes
-``--out``/large_samples.{json,md}. Needs root.
+directions, incl. repairs, heartbeats, ACKs). One unmeasured sample first waits for discovery, then
+``--settle-s``. Writes ``--out``/large_samples.{json,md}. Needs root.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def without_message_size_cap(source: Path | None, dest: Path) -> Path:
 
 
 def measure(tb: LinkTestbed, domain: int, xml: Path | None, sizes: list[int], samples: int,
-            deadline_s: float) -> dict[str, Any]:
+            deadline_s: float, settle_s: float = 0.0) -> dict[str, Any]:
     """Per size: ``samples`` samples sent one at a time; delivery latencies and wire cost."""
     from ladon_bench.runner import node_env
 
@@ -75,6 +75,7 @@ def measure(tb: LinkTestbed, domain: int, xml: Path | None, sizes: list[int], sa
         pub.stdin.flush()
         readline(pub, 10)
         readline(sub, 240)
+        time.sleep(settle_s)  # at LoRa-class rates the discovery traffic keeps the link busy for a while
         for size in sizes:
             latencies: list[float] = []
             late = 0
@@ -115,6 +116,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = ["# Reliable samples larger than one IP packet over a lossy link",
              "", "`python -m ladon_bench.large_sample_probe " + " ".join(doc["command"].split()[3:]) + "`",
              "", f"{doc['samples']} samples per cell, one in flight at a time; deadline {doc['deadline_s']:g} s; "
+             f"measured from {doc.get('settle_s', 0):g} s after discovery; "
              "std_msgs/String of the given size, reliable keep-last 5 (QoS from code), UDPv4 only; rates shape both "
              "directions (tbf), loss drops single IP packets at each receiver (iptables). Wire = both directions "
              "on the robot's veth end, incl. repairs, heartbeats and ACKs.", "",
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--losses", default="0.05", help="comma-separated IP packet loss probabilities")
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--deadline-s", type=float, default=5.0)
+    p.add_argument("--settle-s", type=float, default=0.0, help="seconds to wait after discovery before measuring "
+                   "(discovery traffic takes a minute to drain at 37.5 kbit/s)")
     p.add_argument("--domain", type=int, default=216, help="ROS_DOMAIN_ID (0..232; the namespaces isolate it)")
     p.add_argument("--prefix", default="lsp-", help="name prefix of the namespaces and cgroups")
     p.add_argument("--subnet", type=int, default=216)
@@ -159,14 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"tool": "python -m ladon_bench.large_sample_probe",
                            "command": " ".join(["python -m ladon_bench.large_sample_probe", *(argv or sys.argv[1:])]),
                            "xml": [str(s.relative_to(REPO) if s.is_relative_to(REPO) else s) for s in sources],
-                           "samples": args.samples, "deadline_s": args.deadline_s, "runs": []}
+                           "samples": args.samples, "deadline_s": args.deadline_s, "settle_s": args.settle_s,
+                           "runs": []}
     with LinkTestbed(prefix=args.prefix, subnet=args.subnet, robot_quota=None) as tb:
         for rate in args.rates.split(","):
             for loss in (float(x) for x in args.losses.split(",")):
                 link = LinkSpec(rate_kbit=parse_rate(rate), loss=loss)
                 tb.apply(link)
                 for name, xml in profiles.items():
-                    sizes_out = measure(tb, args.domain, xml, sizes, args.samples, args.deadline_s)
+                    sizes_out = measure(tb, args.domain, xml, sizes, args.samples, args.deadline_s,
+                                         args.settle_s)
                     doc["runs"].append({"profile": name, "link": link.name, "sizes": sizes_out})
                     print(json.dumps(doc["runs"][-1]), flush=True)
     out = Path(args.out)
