@@ -6,10 +6,13 @@ permissions (see ``docs/security.md``). Topic names come from :mod:`ladon_ros.to
 nodes. Least privilege:
 
 * enclave ``/ladon/<robot>``: ``<robot>/ladon_encoder`` may only subscribe its camera (``image``,
-  ``image/compressed``) and publish ``ladon/features``; ``<robot>/ladon_image_source`` may only publish ``image``;
+  ``image/compressed``) and the server's acknowledgements (``ladon/features/ack``) and publish ``ladon/features``;
+  ``<robot>/ladon_image_source`` may only publish ``image``; ``<robot>/ladon_results_relay`` may only subscribe
+  the compact results (``ladon/results``) and the label infos and publish under ``ladon/relayed``;
 * enclave ``/ladon/server``: ``ladon_server`` (at ``/`` as a fleet server, or in a robot's namespace as
   ``ladon-launch --namespace`` starts it) may only subscribe each listed robot's features (and camera, for the
-  overlay background) and publish that robot's outputs, overlay and label infos;
+  overlay background) and publish that robot's outputs (incl. the PNG mask, ``ladon/results`` and
+  ``ladon/partial``), overlay, label infos and acknowledgements;
 * every node: ``/diagnostics``, ``/rosout``, ``/parameter_events``, its own parameter services, ``/clock``, and
   as a lifecycle node its ``~/transition_event`` and the lifecycle services it answers.
 
@@ -35,6 +38,7 @@ LIFECYCLE_SERVICES = ("change_state", "get_available_states", "get_available_tra
 SERVER_NODE = "ladon_server"
 ENCODER_NODE = "ladon_encoder"
 IMAGE_SOURCE_NODE = "ladon_image_source"
+RESULTS_RELAY_NODE = "ladon_results_relay"
 
 
 def _check_robot(name: str) -> str:
@@ -77,15 +81,22 @@ def policy_xml(robots: Sequence[str]) -> str:
         ns = "/" + robot
         lines += [f'    <enclave path="/ladon/{robot}">', "      <profiles>"]
         lines += _profile(ns, ENCODER_NODE, [topics.FEATURES],
-                          [topics.IMAGE, topics.compressed(topics.IMAGE)], "        ")
+                          [topics.IMAGE, topics.compressed(topics.IMAGE), topics.FEATURES_ACK], "        ")
         lines += _profile(ns, IMAGE_SOURCE_NODE, [topics.IMAGE], [], "        ")
+        relayed = [*outputs, topics.compressed(topics.OUTPUT_TOPICS["segmentation"]), topics.PARTIAL]
+        lines += _profile(ns, RESULTS_RELAY_NODE,
+                          [topics.relayed_topic(t) for t in relayed]
+                          + [topics.relayed_topic(t) + topics.LABEL_INFO_SUFFIX for t in outputs],
+                          [topics.RESULTS, *(t + topics.LABEL_INFO_SUFFIX for t in outputs)], "        ")
         lines += ["      </profiles>", "    </enclave>"]
     publish, subscribe = [], []
     for robot in robots:
         ns = "/" + robot
         publish += [topics.robot_topic(ns, t) for t in outputs]
         publish += [topics.robot_topic(ns, t + topics.LABEL_INFO_SUFFIX) for t in outputs]
-        publish.append(topics.robot_topic(ns, topics.OVERLAY))
+        publish += [topics.robot_topic(ns, t) for t in (
+            topics.compressed(topics.OUTPUT_TOPICS["segmentation"]), topics.RESULTS, topics.PARTIAL, topics.OVERLAY,
+            topics.FEATURES_ACK)]
         subscribe += [topics.robot_topic(ns, topics.FEATURES), topics.robot_topic(ns, topics.IMAGE)]
     lines += ['    <enclave path="/ladon/server">', "      <profiles>"]
     for ns in ["/", *("/" + r for r in robots)]:  # a fleet server runs at /, `ladon-launch --namespace` puts it

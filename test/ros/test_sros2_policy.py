@@ -69,7 +69,16 @@ def test_least_privilege_per_enclave():
     for ns in ("/robot1", "/fleet/robot2"):
         assert f"{ns}/{topics.FEATURES}" in server_sub and f"{ns}/{topics.FEATURES}" not in server_pub
         assert {f"{ns}/{t}" for t in topics.OUTPUT_TOPICS.values()} <= server_pub
-        assert f"{ns}/{topics.OVERLAY}" in server_pub
+        assert {f"{ns}/{t}" for t in (topics.OVERLAY, topics.RESULTS, topics.PARTIAL, topics.FEATURES_ACK,
+                                      "ladon/segmentation/compressed")} <= server_pub
+    assert topics.FEATURES_ACK in _allowed(doc, "/ladon/robot1", "ladon_encoder", "subscribe")
+    relay_pub = _allowed(doc, "/ladon/robot1", "ladon_results_relay", "publish")
+    relay_sub = _allowed(doc, "/ladon/robot1", "ladon_results_relay", "subscribe")
+    assert topics.RESULTS in relay_sub and "ladon/detections/label_info" in relay_sub
+    assert {"ladon/relayed/detections", "ladon/relayed/segmentation/compressed",
+            "ladon/relayed/detections/label_info"} <= relay_pub
+    # the relay never publishes the server's own topic names (a robot-side subscriber would get duplicates)
+    assert not relay_pub & {*topics.OUTPUT_TOPICS.values(), topics.RESULTS, topics.FEATURES}
     (profile,) = doc.xpath("//enclave[@path='/ladon/fleet/robot2']/profiles/profile[@node='ladon_encoder']")
     assert profile.get("ns") == "/fleet/robot2"
     # every topic outside the node's namespace is absolute (sros2 prefixes relative names with the profile's ns)
