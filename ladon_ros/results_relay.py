@@ -17,7 +17,8 @@ Names are relative, so the namespace and remaps apply (``-r ladon/results:=...``
 ladon/relayed/detections:=...``). Lazy: ``ladon/results`` is subscribed only while one of the outputs (label infos
 aside) has a subscriber, so the server computes and sends nothing for a robot nobody listens to. Outputs are
 reliable by default (``output_qos``): they match reliable and best-effort subscribers whatever the link profile.
-A malformed message is counted (``rejected``) and logged (throttled), never fatal; /diagnostics reports rate, bytes
+A malformed message, or one above ``max_message_bytes`` (refused before it is deserialised), is counted
+(``rejected``) and logged (throttled), never fatal; /diagnostics reports rate, bytes
 per frame, stamp age, rejects and ``lost_in_transit`` (gaps in the server's sequence numbers). A lifecycle node:
 configure creates the publishers, activate subscribes, deactivate unsubscribes, cleanup removes the publishers.
 """
@@ -34,7 +35,7 @@ from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 from vision_msgs.msg import LabelInfo
 
-from ladon.errors import LadonError
+from ladon.errors import LadonError, MessageTooLargeError
 from ladon.tasks import TASKS
 from ladon_ros import topics
 from ladon_ros.compat import (
@@ -53,6 +54,9 @@ NODE_NAME = "ladon_results_relay"
 POLL_PERIOD_S = 0.2
 """How often the outputs' subscriber counts are polled where rclpy has no matched event (Humble)."""
 LOG_THROTTLE_S = 5.0
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Default cap on one ``FrameResults``: a DCI-4K mask even stored uncompressed (8.8 MB) fits; a frame of the demo
+model takes ~0.6 KB."""
 LATCHED = ("reliable", 1, "transient_local")
 """QoS of the label infos (the server's ``LATCHED_QOS``)."""
 
@@ -83,6 +87,9 @@ class ResultsRelayNode(LadonLifecycleNode):
         if not self.prefix.strip("/"):
             raise LadonError("output_prefix must not be empty (the relayed topics would be the server's own)")
         self.relay_labels = declare(self, "label_info", True, "Relay the server's latched <output>/label_info")
+        self.max_message_bytes = declare(self, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES,
+                                         "ladon/results messages larger than this are rejected (counted) before "
+                                         "they are deserialised", min_value=1024, max_value=2**31 - 1)
         self.diagnostics_period = declare(self, "diagnostics_period", 1.0, "Seconds between /diagnostics messages",
                                           min_value=0.05, max_value=3600.0)
         window_s = declare(self, "diagnostics.window_s", 10.0, "Rejects within this many seconds set the level "
@@ -180,6 +187,9 @@ class ResultsRelayNode(LadonLifecycleNode):
         if not self.is_active or not outputs:
             return
         try:
+            if len(raw) > self.max_message_bytes:
+                raise MessageTooLargeError(f"results message of {len(raw)} bytes exceeds max_message_bytes "
+                                           f"{self.max_message_bytes}")
             msg = deserialize_frame_results(raw)
             out = expand_frame_results(msg, mono8=outputs["segmentation"].get_subscription_count() > 0)
         except LadonError as exc:

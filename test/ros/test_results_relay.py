@@ -235,3 +235,19 @@ def test_server_and_relay_over_dds_equal_the_direct_outputs(tmp_path, tiny_model
         assert [c.class_name for c in labels["ladon/relayed"][-1].class_map] == list(
             model.server.class_names["detection"])
         assert not procs.dead()
+
+
+def test_oversized_messages_are_refused_before_deserialising(local, result):
+    s = local(max_message_bytes=1024)
+    cls = s.inbox(Classification, "/rx/ladon/relayed/classification")
+    s.spin_until(lambda: s.results.get_subscription_count() == 1)
+    big = frame_results_msg(result, _header(5))
+    big.mask_png = bytes(big.mask_png) + bytes(2048)  # a valid message, only too large
+    s.results.publish(big)
+    s.spin_until(lambda: s.relay.stats.counters["rejected"] == 1, what="the reject")
+    assert "MessageTooLargeError" in s.relay.stats.last_error and "max_message_bytes 1024" in s.relay.stats.last_error
+    small = frame_results_msg(result, _header(6))
+    assert len(serialize_message(small)) <= 1024
+    s.results.publish(small)
+    s.spin_until(lambda: cls, what="the small frame")
+    assert [m.header for m in cls] == [_header(6)]
