@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -31,7 +30,7 @@ import numpy as np
 
 from ladon.errors import LadonError
 from ladon_bench.link import LinkSpec, LinkTestbed, parse_rate
-from ladon_bench.repair_probe import readline, stop
+from ladon_bench.repair_probe import readline, start_pair, stop
 from ladon_bench.runner import FASTDDS_NS, udp_only_profiles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,20 +59,13 @@ def without_message_size_cap(source: Path | None, dest: Path) -> Path:
 def measure(tb: LinkTestbed, domain: int, xml: Path | None, sizes: list[int], samples: int,
             deadline_s: float, settle_s: float = 0.0) -> dict[str, Any]:
     """Per size: ``samples`` samples sent one at a time; delivery latencies and wire cost."""
-    from ladon_bench.runner import node_env
-
-    env = node_env(domain, False, xml)
-    me = [sys.executable, "-m", "ladon_bench.repair_probe", "--role"]
-    sub = subprocess.Popen(tb.netns_command("edge", [*me, "sub"]), env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    pub = subprocess.Popen(tb.netns_command("robot", [*me, "pub"]), env=env, stdout=subprocess.PIPE,
-                           stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    pub, sub = start_pair(tb, domain, xml)
     out: dict[str, Any] = {}
     try:
         readline(pub, 240)  # discovery: slow on LoRa-class links
         pub.stdin.write("warmup 0\n")  # unmeasured: waits for the discovery traffic queued on the link
         pub.stdin.flush()
-        readline(pub, 10)
+        readline(pub, 60)
         readline(sub, 240)
         time.sleep(settle_s)  # at LoRa-class rates the discovery traffic keeps the link busy for a while
         for size in sizes:
@@ -169,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         for rate in args.rates.split(","):
             for loss in (float(x) for x in args.losses.split(",")):
                 link = LinkSpec(rate_kbit=parse_rate(rate), loss=loss)
-                tb.apply(link)
                 for name, xml in profiles.items():
+                    tb.apply(link)  # a fresh qdisc: nothing queued by the previous profile's run
                     sizes_out = measure(tb, args.domain, xml, sizes, args.samples, args.deadline_s,
                                          args.settle_s)
                     doc["runs"].append({"profile": name, "link": link.name, "sizes": sizes_out})

@@ -83,14 +83,7 @@ def readline(proc: subprocess.Popen, timeout: float) -> dict:
 
 def measure(tb: LinkTestbed, domain: int, xml: Path | None, trials: int, block_s: float) -> list[float]:
     """Delivery delays (s) of ``trials`` samples each published while the edge drops everything for ``block_s``."""
-    from ladon_bench.runner import node_env
-
-    env = node_env(domain, False, xml)
-    me = [sys.executable, "-m", "ladon_bench.repair_probe", "--role"]
-    sub = subprocess.Popen(tb.netns_command("edge", [*me, "sub"]), env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    pub = subprocess.Popen(tb.netns_command("robot", [*me, "pub"]), env=env, stdout=subprocess.PIPE,
-                           stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    pub, sub = start_pair(tb, domain, xml)
     rule = ["PREROUTING", "-i", tb.edge_dev, "-j", "DROP"]
     iptables = ["ip", "netns", "exec", tb.edge_ns, "iptables", "-t", "raw"]
     delays = []
@@ -110,6 +103,20 @@ def measure(tb: LinkTestbed, domain: int, xml: Path | None, trials: int, block_s
         _run([*iptables, "-D", *rule], check=False)
         stop(pub, sub)
     return delays
+
+
+def start_pair(tb: LinkTestbed, domain: int, xml: Path | None) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The probe's publisher (robot namespace; stdin: one ``NAME [SIZE]`` line per sample) and subscriber (edge
+    namespace), over UDP only with the Fast DDS XML ``xml`` (endpoint settings; None = Fast DDS defaults)."""
+    from ladon_bench.runner import node_env
+
+    env = node_env(domain, False, xml)
+    me = [sys.executable, "-m", "ladon_bench.repair_probe", "--role"]
+    sub = subprocess.Popen(tb.netns_command("edge", [*me, "sub"]), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    pub = subprocess.Popen(tb.netns_command("robot", [*me, "pub"]), env=env, stdout=subprocess.PIPE,
+                           stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    return pub, sub
 
 
 def stop(*procs: subprocess.Popen) -> None:
