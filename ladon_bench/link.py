@@ -5,7 +5,8 @@
 (cgroup v1 ``cpu``/``cpuacct``/``cpuset``, or the unified v2 hierarchy) that pin and limit the robot side.
 :meth:`LinkTestbed.apply` switches the link between :class:`LinkSpec` settings while the processes keep running:
 
-* rate: a ``tbf`` qdisc on both veth ends (the rate applies to each direction);
+* rate: a ``tbf`` qdisc on both veth ends (the rate applies to each direction; each packet paced at the
+  rate, see :func:`tbf_arguments`);
 * loss: ``iptables -t raw -A PREROUTING -m statistic --mode random`` on both receiving ends, so single wire
   packets (IP fragments included) are lost, as on a lossy radio link;
 * delay: ``netem`` when the kernel has it (it is checked once); otherwise a delay request is an error, and
@@ -82,14 +83,23 @@ def parse_rate(text: str) -> float | None:
     return float(t)
 
 
+PEAK_RATE_FACTOR = 1.02
+"""tbf's peak rate relative to its rate (the kernel needs peakrate > rate): see :func:`tbf_arguments`."""
+LINK_MTU_BYTES = 1514
+"""Largest frame on the veth (1500-byte IP MTU + Ethernet header): the peak bucket holds one."""
+
+
 def tbf_arguments(rate_kbit: float) -> list[str]:
-    """``tc`` arguments of the token bucket for ``rate_kbit``: a burst of 10 ms of data (at least two 1514-byte
-    frames) and a queue of 2 s of data (at least 256 KiB), so that DDS's 64 KB datagrams queue instead of being
-    dropped at low rates."""
+    """``tc`` arguments of the token bucket for ``rate_kbit``: a queue of 2 s of data (at least 256 KiB), so that
+    DDS's 64 KB datagrams queue instead of being dropped at low rates, and a peak rate 2 % above the rate with a
+    one-frame peak bucket, so that every packet leaves at (about) the link rate as on a real radio. Without the peak
+    rate the bucket (10 ms of data, at least two frames: 3 KB) let a small frame's messages through at veth speed:
+    at 37.5 kbit/s a 3 KB burst is 0.65 s of air time."""
     bytes_per_s = rate_kbit * 1000.0 / 8.0
-    burst = max(2 * 1514, int(bytes_per_s * 0.010))
+    burst = max(2 * LINK_MTU_BYTES, int(bytes_per_s * 0.010))
     limit = max(256 * 1024, int(bytes_per_s * 2.0))
-    return ["tbf", "rate", f"{rate_kbit:g}kbit", "burst", str(burst), "limit", str(limit)]
+    return ["tbf", "rate", f"{rate_kbit:g}kbit", "burst", str(burst), "limit", str(limit),
+            "peakrate", f"{rate_kbit * PEAK_RATE_FACTOR:g}kbit", "mtu", str(LINK_MTU_BYTES)]
 
 
 def _run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:

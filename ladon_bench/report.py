@@ -61,6 +61,16 @@ DOWNLINKS = {"vision": "vision (Classification + Detection2DArray + PNG mask: th
 before the option were all ``vision``)."""
 
 
+def wire_time_s(run: dict[str, Any]) -> float | None:
+    """Air time of a frame's bytes (uplink + downlink, as counted on the veth) at the link's rate: with one frame in
+    flight, a lower bound on the latency over a real link of that rate. None on an unshaped link."""
+    rate_kbit = run.get("link", {}).get("rate_kbit")
+    wire = run.get("wire_bytes_per_frame")
+    if not rate_kbit or not wire:
+        return None
+    return (wire["uplink"] + wire["downlink"]) * 8.0 / (rate_kbit * 1000.0)
+
+
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
     return "–" if value is None else f"{value * scale:.{digits}f}"
 
@@ -81,13 +91,13 @@ def markdown(document: dict[str, Any]) -> str:
         f"per-frame deadline: {s.get('deadline', '–')}.",
         f"Downlink: {DOWNLINKS.get(s.get('downlink', 'vision'), s.get('downlink'))}.",
         "",
-        "| configuration | link | delivered | late | lost | server counted | p50 ms | p95 ms | p99 ms | "
+        "| configuration | link | delivered | late | lost | server counted | p50 ms | p95 ms | p99 ms | wire ms | "
         "KB/frame up | KB/frame down | packets lost | robot CPU ms/frame | robot mJ/frame |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in document["runs"]:
         if r.get("skipped"):
-            lines.append(f"| {r['config']} | {r['link']['name']} | skipped: {r['skipped']} | | | | | | | | | | | |")
+            lines.append(f"| {r['config']} | {r['link']['name']} | skipped: {r['skipped']} | | | | | | | | | | | | |")
             continue
         lat, w = r["latency_s"], r["wire_bytes_per_frame"]
         server = ", ".join(f"{k} {v}" for k, v in r.get("server_counters", {}).items()) or "–"
@@ -95,7 +105,8 @@ def markdown(document: dict[str, Any]) -> str:
             f"| {r['config']} | {r['link']['name']} | {lat['delivered']}/{lat['frames']} | {lat.get('late', 0)} | "
             f"{lat.get('lost', lat['dropped'])} | {server} | "
             f"{_fmt(lat['p50'], 1e3)} | {_fmt(lat['p95'], 1e3)} | {_fmt(lat['p99'], 1e3)} | "
-            f"{w['uplink'] / 1024:.2f} | {w['downlink'] / 1024:.2f} | {r.get('lost_packets', 0)} | "
+            f"{_fmt(wire_time_s(r), 1e3, 0)} | {w['uplink'] / 1024:.2f} | {w['downlink'] / 1024:.2f} | "
+            f"{r.get('lost_packets', 0)} | "
             f"{r['robot_cpu_s_per_frame'] * 1e3:.1f} | {r['robot_energy_j_per_frame'] * 1e3:.1f} |")
     if document.get("headline"):
         lines += ["", "## Per link: the winner, and Ladon, against local computing", "",

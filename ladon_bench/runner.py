@@ -531,8 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "including RTPS/UDP/IP headers, DDS acknowledgements, retransmissions and discovery traffic.",
                     "Robot CPU: cgroup CPU time of the robot's workload processes (the camera/collector harness "
                     "is not counted), idle overhead (timers, DDS) included.",
-                    "Rates shape both directions (tbf); loss drops single wire packets at each receiver "
-                    "(iptables statistic).",
+                    "Rates shape both directions (tbf, each packet paced at ~the rate by a peak rate 2 % above "
+                    "it); loss drops single wire packets at each receiver (iptables statistic). The first packet "
+                    "after an idle moment still leaves at once (tbf's one-frame peak bucket; no netem here), so on "
+                    "slow links a frame can arrive up to one packet's air time per direction sooner than on a "
+                    "radio; the air time of all its bytes (wire ms: KB/frame up + down at the link rate, one frame "
+                    "in flight) bounds the latency a real link of that rate would give from below.",
                     "local: " + next((c.note for c in configs if c.kind == "local"), "not run"),
                     "jpeg/raw: the server runs the uncompressed teacher once per task (three per-task models); "
                     + ("trained teacher." if args.teacher else "random teacher weights (compute is identical)."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ def test_tbf_queues_whole_dds_datagrams_at_low_rates() -> None:
     assert burst >= 2 * 1514 and limit >= 256 * 1024
     fast = tbf_arguments(50_000)
     assert int(fast[fast.index("limit") + 1]) == int(50e6 / 8 * 2)
+    # every packet paced at ~the rate: a peak rate just above it, with a one-frame peak bucket
+    assert args[args.index("peakrate") + 1] == "38.25kbit" and args[args.index("mtu") + 1] == "1514"
 
 
 def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,7 +67,9 @@ def test_testbed_shapes_the_link_and_cleans_up() -> None:
         subprocess.run(tb.netns_command("robot", ["python3", "-c",
                        f"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
                        f"s.sendto(b'x' * 3000, ('{tb.edge_ip}', 9))"]), check=True)
-        after = tb.counters()
+        deadline = time.monotonic() + 5.0  # the fragments leave paced at 1 Mbit/s (~12 ms each)
+        while (after := tb.counters())["uplink_packets"] - before["uplink_packets"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert after["uplink_bytes"] - before["uplink_bytes"] >= 3000
         assert after["uplink_packets"] - before["uplink_packets"] >= 3  # fragmented at MTU 1500
         tb.apply(LinkSpec())
