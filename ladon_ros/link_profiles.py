@@ -12,7 +12,7 @@ launch files set:
 * ``reliable_lowrate``: as ``reliable`` with a 500 ms heartbeat (``config/fastdds_reliable_lowrate.xml``), for
   links below ~1 Mbit/s (LoRa-class). There a sample takes longer to send than many 20 ms heartbeat periods, and
   the heartbeats and the repairs they trigger fill the link (measured: a 3 KB sample at 37.5 kbit/s took 5.9 s
-  with 20 ms, 0.78 s with 500 ms). A loss then costs up to ~0.5 s of repair.
+  with 20 ms, 0.77 s with 500 ms). A loss then costs up to ~0.5 s of repair.
 * ``latency``: best-effort, keep-last 1 on the features publisher and the result publishers: a lost packet loses its
   frame, never delays the next one. The server counts frames lost in transit from gaps in each publisher's
   sequence numbers (``lost_in_transit`` in /diagnostics). Subscribers of the results must be best-effort (a
