@@ -68,6 +68,10 @@ def test_reliable_xmls_set_fast_repair_fragments_and_keep_the_shm_transports(nam
     assert reader == {"initial_acknack_delay": 0.005, "heartbeat_response_delay": 0.0}
     # samples cut into RTPS fragments that fit one IP packet (measured: test/ladon_bench/test_large_sample_probe.py)
     assert _writer_properties(reliable) == {"fastdds.max_message_size": "1400"}
+    # heartbeats only periodic: a piggybacked one announced a fragmented sample while its fragments were still in
+    # flight, and the reader's immediate NACK made the writer resend it (2-4x the bytes, bench/results/large_samples)
+    (writer,) = [p for p in reliable.iter(f"{NS}data_writer") if p.get("is_default_profile") == "true"]
+    assert writer.findtext(f"{NS}qos/{NS}disable_heartbeat_piggyback") == "true"
 
 
 def test_launcher_passes_the_profile_and_picks_its_xml(capsys):
