@@ -24,6 +24,17 @@ pytestmark = pytest.mark.skipif(
 CLASSES = ("circle", "cross", "ring", "square", "star", "triangle")
 
 
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A random-weight demo-shaped model (shapes classes, 160 px) shared by the smoke runs."""
+    model = build_model("resnet_tiny", 8, beta=1.28, classification_classes=CLASSES,
+                        detection_classes=("__background__", *CLASSES), segmentation_classes=("background", *CLASSES),
+                        preprocess=PreprocessConfig(input_size=160), seed=0)
+    path = tmp_path_factory.mktemp("split_bench") / "model.pt"
+    model.save(path)
+    return path
+
+
 def test_parser_defaults_cover_the_issue_matrix() -> None:
     args = build_parser().parse_args([])
     assert args.rates.split(",") == ["unshaped", "50Mbit", "10Mbit", "5Mbit", "1Mbit"]
@@ -34,15 +45,10 @@ def test_parser_defaults_cover_the_issue_matrix() -> None:
     assert len(args.jpeg_qualities.split(",")) == 2 and args.robot_quota == 0.5
 
 
-def test_smoke_every_configuration_over_a_lossy_shaped_link(tmp_path) -> None:
-    model = build_model("resnet_tiny", 8, beta=1.28, classification_classes=CLASSES,
-                        detection_classes=("__background__", *CLASSES), segmentation_classes=("background", *CLASSES),
-                        preprocess=PreprocessConfig(input_size=160), seed=0)
-    path = tmp_path / "model.pt"
-    model.save(path)
+def test_smoke_every_configuration_over_a_lossy_shaped_link(tmp_path, model_file) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "ladon_bench.runner", "--model", str(path), "--rates", "10Mbit",
+        [sys.executable, "-m", "ladon_bench.runner", "--model", str(model_file), "--rates", "10Mbit",
          "--losses", "0.01", "--low-rate", "", "--frames", "2", "--warmup", "1", "--domain", "205",
          "--prefix", f"lsm{os.getpid() % 10000}-", "--out", str(out), "--startup-timeout", "300"],
         capture_output=True, text=True, timeout=1500)
@@ -71,18 +77,13 @@ def test_smoke_every_configuration_over_a_lossy_shaped_link(tmp_path) -> None:
     assert os.path.isdir(default_images())
 
 
-def test_smoke_compact_downlink_for_every_kind_of_edge(tmp_path) -> None:
+def test_smoke_compact_downlink_for_every_kind_of_edge(tmp_path, model_file) -> None:
     """``--downlink compact``: the driver waits for one FrameResults per frame, which the real server (ladon), the
     per-task Entropic-Student edge (gathered over three bitstreams), the JPEG teacher edge and the local robot all
     publish; own domain and subnet."""
-    model = build_model("resnet_tiny", 8, beta=1.28, classification_classes=CLASSES,
-                        detection_classes=("__background__", *CLASSES), segmentation_classes=("background", *CLASSES),
-                        preprocess=PreprocessConfig(input_size=160), seed=0)
-    path = tmp_path / "model.pt"
-    model.save(path)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "ladon_bench.runner", "--model", str(path), "--configs", "ladon,es,jpeg,local",
+        [sys.executable, "-m", "ladon_bench.runner", "--model", str(model_file), "--configs", "ladon,es,jpeg,local",
          "--jpeg-qualities", "50", "--downlink", "compact", "--rates", "10Mbit", "--losses", "0", "--low-rate", "",
          "--frames", "2", "--warmup", "1", "--domain", "209", "--subnet", "219",
          "--prefix", f"lsc{os.getpid() % 10000}-", "--out", str(out), "--startup-timeout", "300", "--no-plots"],
